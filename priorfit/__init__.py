@@ -1,0 +1,37 @@
+"""priorfit: amortized Bayesian inference with prior-data fitted networks.
+
+Heavy modules (Lightning, Hydra) are imported on first use, so ``import priorfit`` and
+``import priorfit.priors`` stay light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from priorfit.errors import (
+    CheckpointError,
+    InvalidHyperparameterError,
+    PriorfitError,
+    PriorfitValidationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load_checkpoint",
+    "export_checkpoint",
+    "PriorfitError",
+    "PriorfitValidationError",
+    "InvalidHyperparameterError",
+    "CheckpointError",
+]
+
+_LAZY = {"load_checkpoint": "priorfit.checkpoint", "export_checkpoint": "priorfit.checkpoint"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'priorfit' has no attribute {name!r}")

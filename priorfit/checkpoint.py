@@ -1,0 +1,105 @@
+"""Load trained models from Lightning checkpoints or priorfit's safetensors exports (no unpickling)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from priorfit.errors import CheckpointError
+
+__all__ = ["load_checkpoint", "export_checkpoint", "FORMAT_VERSION"]
+
+FORMAT_VERSION = "1"
+_TASKS = {"PFNTask": "priorfit.tasks.pfn"}
+
+
+def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write weights + configs as one safetensors file (atomically: temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "priorfit_format": FORMAT_VERSION,
+        "task": type(task).__name__,
+        "hyper_parameters": json.dumps(dict(task.hparams)),
+    }
+    tensors = {name: value.detach().cpu().contiguous() for name, value in task.state_dict().items()}
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+        save_file(tensors, temp_name, metadata=metadata)
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu"):
+    """Rebuild a trained task (network, head and prior) from a checkpoint file.
+
+    Accepts a Lightning ``.ckpt`` written by ``priorfit-train`` or a ``.safetensors`` export.
+    The returned module is in eval mode; ``task.predictive(x_ctx, y_ctx, x_query)`` gives
+    the posterior predictive and ``task.prior`` the prior it was trained on.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path {path} is not a file")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
+        task_name, hparams, state = _read_safetensors(path)
+    else:
+        task_name, hparams, state = _read_lightning(path)
+    task_cls = _task_class(task_name, path)
+    task = task_cls(**hparams)
+    try:
+        task.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
+    return task.to(map_location).eval()
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    return len(head) >= 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> tuple[str, dict, dict]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
+    if "priorfit_format" not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file but not a priorfit checkpoint (no priorfit metadata)")
+    return metadata.get("task", "PFNTask"), json.loads(metadata["hyper_parameters"]), state
+
+
+def _read_lightning(path: Path) -> tuple[str, dict, dict]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path} is not a priorfit checkpoint (could not read it: {type(error).__name__})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "hyper_parameters" not in payload:
+        raise CheckpointError(f"{path} is not a priorfit checkpoint (no state_dict / hyper_parameters)")
+    hparams = dict(payload["hyper_parameters"])
+    task_name = payload.get("priorfit_task", "PFNTask")
+    return task_name, hparams, payload["state_dict"]
+
+
+def _task_class(name: str, path: Path):
+    import importlib
+
+    if name not in _TASKS:
+        raise CheckpointError(f"{path}: unknown task type {name!r}; known: {sorted(_TASKS)}")
+    return getattr(importlib.import_module(_TASKS[name]), name)

@@ -1,0 +1,26 @@
+"""Exceptions raised by priorfit; each subclasses the builtin users already catch."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PriorfitError",
+    "PriorfitValidationError",
+    "InvalidHyperparameterError",
+    "CheckpointError",
+]
+
+
+class PriorfitError(Exception):
+    """Base class of every error priorfit raises on purpose."""
+
+
+class PriorfitValidationError(ValueError, PriorfitError):
+    """User input (data, shapes, values) is not what the call accepts."""
+
+
+class InvalidHyperparameterError(PriorfitValidationError):
+    """A prior or network was configured with an impossible value."""
+
+
+class CheckpointError(PriorfitValidationError):
+    """A checkpoint path is missing, unreadable, or not a priorfit checkpoint."""

@@ -1,0 +1,20 @@
+"""Samplers of synthetic datasets: every prior has ``sample(batch_size, num_points, *, generator)``."""
+
+from priorfit.priors.base import Batch, ExactPredictivePrior, Prior
+from priorfit.priors.bnn import BNNPrior
+from priorfit.priors.gp import GPPrior, kernel_matrix
+from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Uniform
+
+__all__ = [
+    "Batch",
+    "Prior",
+    "ExactPredictivePrior",
+    "GPPrior",
+    "BNNPrior",
+    "kernel_matrix",
+    "Hyperprior",
+    "Fixed",
+    "Uniform",
+    "LogUniform",
+    "LogNormal",
+]

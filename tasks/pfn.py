@@ -1,0 +1,154 @@
+"""PFNTask: trains a PFNTransformer on a prior by the NLL of held-out labels."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from priorfit.networks.bar_distribution import BarDistribution, RiemannDistribution, borders_from_samples
+from priorfit.networks.heads import ClassificationHead
+from priorfit.networks.transformer import PFNTransformer
+from priorfit.priors.base import Batch
+
+__all__ = ["PFNTask", "warmup_cosine"]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _plain(config: Any) -> Any:
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+class PFNTask(pl.LightningModule):
+    """The PFN objective: a posterior predictive for query labels given a context set.
+
+    Built from the Hydra configs of its prior and network (``_target_`` dicts), which are
+    stored in every checkpoint so a checkpoint alone rebuilds model and prior.
+
+    Args:
+        prior: config of the prior (``{"_target_": "priorfit.priors.GPPrior", ...}``).
+        network: config of the network (``PFNTransformer`` keyword arguments and ``_target_``).
+        objective: "regression" (bar-distribution head) or "classification" (logits).
+        num_buckets: buckets of the bar distribution (regression).
+        num_classes: classes (classification).
+        border_datasets, border_points: prior draws used to place the bucket borders.
+        lr, weight_decay, betas: AdamW settings.
+        warmup_steps, min_lr_ratio: linear warm-up, then cosine decay to ``lr * min_lr_ratio``
+            at the trainer's last step.
+        seed: seeds the border draws.
+    """
+
+    def __init__(
+        self,
+        *,
+        prior: dict,
+        network: dict,
+        objective: Literal["regression", "classification"] = "regression",
+        num_buckets: int = 1000,
+        num_classes: int = 2,
+        border_datasets: int = 2000,
+        border_points: int = 50,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        prior, network = _plain(prior), _plain(network)
+        self.save_hyperparameters(
+            {
+                "prior": prior,
+                "network": network,
+                "objective": objective,
+                "num_buckets": num_buckets,
+                "num_classes": num_classes,
+                "border_datasets": border_datasets,
+                "border_points": border_points,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "betas": list(betas),
+                "warmup_steps": warmup_steps,
+                "min_lr_ratio": min_lr_ratio,
+                "seed": seed,
+            }
+        )
+        self.prior = instantiate(prior, _convert_="all")
+        if objective == "regression":
+            generator = torch.Generator().manual_seed(seed)
+            draws = self.prior.sample(border_datasets, border_points, generator=generator)
+            self.head = BarDistribution(borders_from_samples(draws.y, num_buckets))
+            num_outputs = num_buckets
+        elif objective == "classification":
+            self.head = ClassificationHead(num_classes)
+            num_outputs = num_classes
+        else:
+            raise ValueError(f"objective must be 'regression' or 'classification', got {objective!r}")
+        self.network: PFNTransformer = instantiate(network, num_outputs=num_outputs, _convert_="all")
+
+    @property
+    def has_exact_predictive(self) -> bool:
+        return bool(getattr(self.prior, "has_exact_predictive", False))
+
+    def forward(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
+        """Raw per-query outputs (bucket or class logits), shape (B, m, K)."""
+        return self.network(x_context, y_context, x_query)
+
+    @torch.no_grad()
+    def predictive(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> torch.distributions.Distribution:
+        """The posterior predictive at x_query as a Distribution with batch shape (B, m)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.head(self.network(x_context, y_context, x_query))
+        finally:
+            self.train(was_training)
+
+    def _split(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        n = int(batch.meta["num_context"])
+        y = batch.y
+        return batch.x[:, :n], y[:, :n], batch.x[:, n:], y[:, n:, 0]
+
+    def query_nll(self, batch: Batch) -> Tensor:
+        """NLL of every query label, shape (B, m)."""
+        x_context, y_context, x_query, y_query = self._split(batch)
+        return self.head.nll(self.network(x_context, y_context, x_query), y_query)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = self.query_nll(batch).mean()
+        self.log("train/nll", loss, prog_bar=True, batch_size=batch.batch_size)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        nll = self.query_nll(batch).mean()
+        size = batch.batch_size
+        self.log("val/nll", nll, prog_bar=True, sync_dist=True, batch_size=size)
+        if self.has_exact_predictive:
+            x_context, y_context, x_query, y_query = self._split(batch)
+            exact = -self.prior.predictive_log_density(x_context, y_context, x_query, y_query).mean()
+            self.log("val/nll_exact", exact.float(), sync_dist=True, batch_size=size)
+            self.log("val/nll_gap", nll - exact.float(), prog_bar=True, sync_dist=True, batch_size=size)
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
