@@ -82,11 +82,17 @@ class BarDistribution(nn.Module):
     def log_density(self, logits: Tensor, y: Tensor) -> Tensor:
         """log p(y) for logits (..., K) and y (...)."""
         y = y.to(logits.dtype)
+        shape = torch.broadcast_shapes(logits.shape[:-1], y.shape)
+        y = y.expand(shape)
         index = self.bucket_index(y)
-        # cross_entropy fuses log_softmax and the gather, with a cheap backward
-        log_bucket_prob = -F.cross_entropy(
-            logits.reshape(-1, self.num_buckets), index.reshape(-1), reduction="none"
-        ).view(index.shape)
+        if logits.shape[:-1] == shape:
+            # cross_entropy fuses log_softmax and the gather, with a cheap backward
+            log_bucket_prob = -F.cross_entropy(
+                logits.reshape(-1, self.num_buckets), index.reshape(-1), reduction="none"
+            ).view(shape)
+        else:
+            log_probs = torch.log_softmax(logits, dim=-1).expand(*shape, self.num_buckets)
+            log_bucket_prob = log_probs.gather(-1, index.unsqueeze(-1)).squeeze(-1)
         borders = self.borders.to(logits.dtype)
         log_widths = torch.log(torch.diff(borders))
         inner = log_bucket_prob - log_widths[index]
@@ -102,7 +108,9 @@ class BarDistribution(nn.Module):
 
     def cdf(self, logits: Tensor, y: Tensor) -> Tensor:
         y = y.to(logits.dtype)
-        probs = torch.softmax(logits, dim=-1)
+        shape = torch.broadcast_shapes(logits.shape[:-1], y.shape)
+        y = y.expand(shape)
+        probs = torch.softmax(logits, dim=-1).expand(*shape, self.num_buckets)
         index = self.bucket_index(y)
         cum_before = (torch.cumsum(probs, -1) - probs).gather(-1, index.unsqueeze(-1)).squeeze(-1)
         bucket_prob = probs.gather(-1, index.unsqueeze(-1)).squeeze(-1)

@@ -35,14 +35,14 @@ def kernel_matrix(
 
 
 def _robust_cholesky(matrix: Tensor, jitter: float) -> Tensor:
-    """Cholesky factor, adding jitter (×10 up to 4 times) where the matrix is not numerically PD."""
+    """Cholesky factor; where the matrix is not numerically PD, retry with jitter (×10, 5 times)."""
     eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
-    factor, info = torch.linalg.cholesky_ex(matrix + jitter * eye)
+    factor, info = torch.linalg.cholesky_ex(matrix)
     tries = 0
-    while bool((info > 0).any()) and tries < 4:
+    while bool((info > 0).any()) and tries < 5:
+        factor, info = torch.linalg.cholesky_ex(matrix + jitter * eye)
         jitter *= 10.0
         tries += 1
-        factor, info = torch.linalg.cholesky_ex(matrix + jitter * eye)
     if bool((info > 0).any()):
         raise torch.linalg.LinAlgError(f"kernel matrix not positive definite even with jitter {jitter}")
     return factor

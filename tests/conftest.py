@@ -1,0 +1,22 @@
+"""Shared fixtures: no wandb network access, few threads, fixed seeds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_quiet(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    torch.manual_seed(0)
+
+
+def make_generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,86 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from priorfit.train import train
+from tests.helpers import TINY_NETWORK, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+def test_all_required_experiments_exist():
+    assert {"gp_tiny", "gp_rbf_1d", "gp_hyper", "bnn"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_runs_a_fast_dev_run(experiment, tmp_path):
+    cfg = compose_config(tmp_path, [f"experiment={experiment}", "+trainer.fast_dev_run=true", *TINY_NETWORK])
+    assert cfg.experiment_name == experiment
+    metrics, objects = train(cfg)
+    assert objects["trainer"].global_step == 1
+    assert "val/nll" in metrics
+    assert (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "fsdp", "ddp_sim"])
+def test_trainer_configs_compose(trainer, tmp_path):
+    cfg = compose_config(tmp_path, [f"trainer={trainer}"])
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    if trainer in ("gpu", "ddp", "fsdp"):
+        assert cfg.trainer.precision == "bf16-mixed"
+    if trainer == "ddp_sim":
+        assert cfg.trainer.devices == 2 and cfg.trainer.accelerator == "cpu"
+
+
+def test_unknown_experiment_lists_the_available_ones(tmp_path):
+    with pytest.raises(MissingConfigException) as error:
+        compose_config(tmp_path, ["experiment=gp_huge"])
+    message = str(error.value)
+    assert "gp_huge" in message
+    for name in EXPERIMENTS:
+        assert name in message
+
+
+def test_wandb_is_offline_by_default(tmp_path):
+    cfg = compose_config(tmp_path, ["logger=wandb"])
+    assert cfg.logger.offline is True
+
+
+def _cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(env_extra)
+    command = [sys.executable, "-m", "priorfit.train", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_trains_from_any_directory_with_offline_wandb_and_reports_the_gap(tmp_path):
+    """The README's main command, shortened: no account, no network, ends with the checkpoint and gap."""
+    result = _cli(
+        ["trainer.max_steps=4", "trainer.val_check_interval=2", "data.val_batches=2",
+         "task.border_datasets=200", "network.n_layers=1", "trainer.enable_progress_bar=false"],
+        cwd=tmp_path,
+        env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs"), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NLL gap to the exact posterior predictive" in result.stdout
+    assert "last.ckpt" in result.stdout
+    run_dirs = list((tmp_path / "runs" / "gp_tiny").iterdir())
+    assert len(run_dirs) == 1
+    assert list(run_dirs[0].glob("wandb/offline-run-*")), "wandb should have written an offline run"
+
+
+@pytest.mark.slow
+def test_multirun_sweep(tmp_path):
+    result = _cli(
+        ["-m", "network.n_layers=1,2", "trainer.max_steps=2", "trainer.val_check_interval=2",
+         "data.val_batches=1", "task.border_datasets=200", "logger=none", "trainer.enable_progress_bar=false"],
+        cwd=tmp_path,
+        env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted((tmp_path / "runs" / "multirun" / "gp_tiny").glob("*/*/model.safetensors"))
+    assert len(jobs) == 2

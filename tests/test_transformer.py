@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from priorfit.errors import PriorfitValidationError
+from priorfit.networks import PFNTransformer
+
+
+def small_net(**kwargs):
+    torch.manual_seed(0)
+    defaults = dict(max_features=3, num_outputs=7, d_model=32, n_heads=4, n_layers=2, d_ff=64)
+    defaults.update(kwargs)
+    return PFNTransformer(**defaults).eval()
+
+
+def inputs(batch=2, n=6, m=5, d=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, n, d, generator=g), torch.randn(batch, n, generator=g), torch.randn(batch, m, d, generator=g)
+
+
+def test_output_shape_and_every_parameter_gets_a_gradient():
+    net = small_net().train()
+    xc, yc, xq = inputs()
+    out = net(xc, yc, xq)
+    assert out.shape == (2, 5, 7)
+    out.square().mean().backward()
+    for name, param in net.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_queries_are_independent_of_each_other():
+    net = small_net()
+    xc, yc, xq = inputs()
+    full = net(xc, yc, xq)
+    changed = xq.clone()
+    changed[:, 1:] = torch.randn_like(changed[:, 1:]) * 5
+    assert torch.allclose(net(xc, yc, changed)[:, 0], full[:, 0], atol=1e-5)
+    alone = net(xc, yc, xq[:, 2:3])
+    assert torch.allclose(alone[:, 0], full[:, 2], atol=1e-5)
+
+
+def test_invariant_to_context_permutation_and_equivariant_in_queries():
+    net = small_net()
+    xc, yc, xq = inputs()
+    perm = torch.randperm(xc.shape[1])
+    qperm = torch.randperm(xq.shape[1])
+    base = net(xc, yc, xq)
+    assert torch.allclose(net(xc[:, perm], yc[:, perm], xq), base, atol=1e-5)
+    assert torch.allclose(net(xc, yc, xq[:, qperm]), base[:, qperm], atol=1e-5)
+
+
+def test_context_matters():
+    net = small_net()
+    xc, yc, xq = inputs()
+    assert not torch.allclose(net(xc, yc + 1.0, xq), net(xc, yc, xq))
+
+
+def test_fewer_features_are_padded():
+    net = small_net()
+    xc, yc, xq = inputs(d=1)
+    assert net(xc, yc, xq).shape == (2, 5, 7)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda xc, yc, xq: (xc.clone().index_fill_(1, torch.tensor([0]), float("nan")), yc, xq), "x_context contains NaN"),
+        (lambda xc, yc, xq: (xc, yc.clone().fill_(float("inf")), xq), "y_context contains NaN"),
+        (lambda xc, yc, xq: (xc, yc[:, :-1], xq), "y_context must be"),
+        (lambda xc, yc, xq: (xc[0], yc, xq), "x_context must be a"),
+        (lambda xc, yc, xq: (xc, yc, xq[..., :1]), "share batch size and Dx"),
+        (lambda xc, yc, xq: (torch.randn(2, 6, 4), yc, torch.randn(2, 5, 4)), "too many features"),
+        (lambda xc, yc, xq: (xc[:, :0], yc[:, :0], xq), "context is empty"),
+    ],
+)
+def test_bad_input_gets_named_errors(mutate, message):
+    net = small_net()
+    with pytest.raises(PriorfitValidationError, match=message):
+        net(*mutate(*inputs()))
+
+
+def test_large_query_set_never_builds_a_square_attention_matrix():
+    """1,000 context + 1,000 queries: peak extra memory stays far below an (N+M)² float matrix per head."""
+    net = small_net(max_features=1, d_model=32, n_heads=4)
+    xc, yc, xq = inputs(batch=1, n=1000, m=1000, d=1)
+    with torch.no_grad():
+        out = net(xc, yc, xq)
+    assert out.shape == (1, 1000, 7)
