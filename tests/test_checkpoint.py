@@ -1,0 +1,63 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import priorfit
+from priorfit import CheckpointError, load_checkpoint
+from priorfit.priors import GPPrior
+from priorfit.train import train
+from tests.helpers import TINY_NETWORK, compose_config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config(out, ["trainer.max_steps=4", "trainer.val_check_interval=4",
+                               "callbacks.model_checkpoint.every_n_train_steps=2", *TINY_NETWORK])
+    _, objects = train(cfg)
+    return objects
+
+
+def test_checkpoint_alone_rebuilds_model_and_prior(trained_run):
+    task = trained_run["task"].eval()
+    batch = GPPrior().sample(3, 12, generator=torch.Generator().manual_seed(0))
+    xc, yc, xq = batch.x[:, :8], batch.y[:, :8], batch.x[:, 8:]
+    expected = task(xc, yc, xq)
+    for path in (trained_run["checkpoint"], trained_run["model_file"]):
+        loaded = load_checkpoint(path)
+        assert isinstance(loaded.prior, GPPrior) and loaded.prior.has_exact_predictive
+        assert torch.allclose(loaded(xc, yc, xq), expected, atol=1e-6)
+        predictive = loaded.predictive(xc, yc, xq)
+        assert predictive.mean.shape == (3, 4)
+    assert priorfit.load_checkpoint is load_checkpoint
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    with pytest.raises(CheckpointError, match="not a file"):
+        load_checkpoint(tmp_path)
+
+
+def test_files_that_are_not_priorfit_checkpoints(tmp_path):
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00\x01not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="not a priorfit checkpoint"):
+        load_checkpoint(garbage)
+    other_torch = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other_torch)
+    with pytest.raises(CheckpointError, match="not a priorfit checkpoint"):
+        load_checkpoint(other_torch)
+    plain_safetensors = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, plain_safetensors)
+    with pytest.raises(CheckpointError, match="not a priorfit checkpoint"):
+        load_checkpoint(plain_safetensors)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(open(trained_path := plain_safetensors, "rb").read()[:20])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(truncated)
+    assert trained_path.exists()  # never deletes a user's file
+
+
+def test_checkpoint_errors_are_value_errors():
+    assert issubclass(CheckpointError, ValueError)

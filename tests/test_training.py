@@ -1,0 +1,60 @@
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from priorfit.train import build, train
+from tests.helpers import TINY_NETWORK, compose_config
+
+# NLL of the prior predictive N(0, outputscale + noise) of the gp_rbf prior: what a model that ignores the context gets
+PRIOR_PREDICTIVE_NLL = 0.5 * math.log(2 * math.pi * math.e * 1.05)
+
+
+def test_short_training_beats_the_prior_predictive_by_a_clear_margin(tmp_path):
+    cfg = compose_config(
+        tmp_path,
+        ["trainer.max_steps=300", "trainer.val_check_interval=300", "data.batch_size=32",
+         "data.num_points=30", "data.max_context=20", "task.lr=3e-3", "task.warmup_steps=20",
+         "data.val_batches=4", "data.val_batch_size=32", "callbacks=none", *TINY_NETWORK],
+    )
+    metrics, _ = train(cfg)
+    assert metrics["val/nll"] < PRIOR_PREDICTIVE_NLL - 0.2, metrics
+    # the exact GP predictive is the floor; a short run is above it but already far below the baseline
+    assert 0.0 < metrics["val/nll_gap"] < PRIOR_PREDICTIVE_NLL - metrics["val/nll_exact"] - 0.2, metrics
+
+
+class StopAt(pl.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+RESUME = ["trainer.max_steps=16", "trainer.val_check_interval=1000", "callbacks.model_checkpoint.every_n_train_steps=8",
+          "task.warmup_steps=4", *TINY_NETWORK]
+
+
+def _fit(tmp_path: Path, extra_callbacks: list, ckpt_path: str | None = None):
+    cfg = compose_config(tmp_path, RESUME)
+    pl.seed_everything(0)
+    task, datamodule = build(cfg)
+    callbacks = [instantiate(cfg.callbacks.model_checkpoint), *extra_callbacks]
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks, num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    return task, trainer, datamodule
+
+
+def test_resumed_training_matches_uninterrupted_training(tmp_path):
+    full_task, full_trainer, _ = _fit(tmp_path / "full", [])
+    _, first_trainer, _ = _fit(tmp_path / "split", [StopAt(8)])
+    assert first_trainer.global_step == 8
+    last = tmp_path / "split" / "checkpoints" / "last.ckpt"
+    resumed_task, resumed_trainer, datamodule = _fit(tmp_path / "split", [], ckpt_path=str(last))
+    assert resumed_trainer.global_step == full_trainer.global_step == 16
+    assert datamodule.next_index == 16
+    for (name, a), (_, b) in zip(full_task.state_dict().items(), resumed_task.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
