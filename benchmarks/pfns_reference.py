@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import time
@@ -76,6 +77,7 @@ def build_config(steps: int, batch_size: int, lr: float, num_buckets: int, steps
         warmup_epochs=max(1, epochs // 20),
         verbose=False,
         progress_bar=False,
+        num_workers=1,  # pfns needs >= 1 (persistent workers); its default of 4 oversubscribes 2 cores
     )
 
 
@@ -123,9 +125,18 @@ def main() -> None:
     parser.add_argument("--num-queries", type=int, default=10)
     parser.add_argument("--max-context", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-eval", action="store_true", help="only measure training speed")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--inference-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.inference_probe:
+        model = build_config(1, args.batch_size, args.lr, args.num_buckets, 1).model.create_model()
+        model.load_state_dict(torch.load(args.inference_probe, weights_only=True))
+        latency = inference_latency(model)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"latency_1000ctx_1000query_s": latency, "peak_rss_mb_inference": rss}))
+        return
 
     config = build_config(args.steps, args.batch_size, args.lr, args.num_buckets, args.steps_per_epoch)
     start = time.perf_counter()
@@ -135,11 +146,25 @@ def main() -> None:
     steps = config.epochs * config.steps_per_epoch
     train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    if args.skip_eval:
+        with open(args.out, "w") as handle:
+            json.dump({"steps": steps, "train_seconds": train_seconds}, handle)
+        return
+    # inference memory and latency in a fresh process, like priorfit's probe
+    model_file = args.out + ".model.pt"
+    torch.save(model.state_dict(), model_file)
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [sys.executable, __file__, "--inference-probe", model_file, "--steps", "1", "--eval-file", "-", "--out", "-"],
+        capture_output=True, text=True, check=True,
+    )
+    os.unlink(model_file)
     data = torch.load(args.eval_file, weights_only=True)
     contexts = list(range(1, args.max_context + 1))
     evaluation = evaluate(model, data["x"], data["y"], contexts, args.num_queries)
-    latency = inference_latency(model)
-    infer_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    probe_result = json.loads(probe.stdout.strip().splitlines()[-1])
     out = {
         "tool": "pfns 0.4.2",
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -147,9 +172,8 @@ def main() -> None:
         "batch_size": args.batch_size,
         "train_seconds": train_seconds,
         "datasets_per_second": steps * args.batch_size / train_seconds,
-        "peak_rss_mb_after_training": train_rss,
-        "peak_rss_mb_after_inference": infer_rss,
-        "latency_1000ctx_1000query_s": latency,
+        "peak_rss_mb_training": train_rss,
+        **probe_result,
         "contexts": contexts,
         **evaluation,
     }

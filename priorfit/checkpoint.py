@@ -11,10 +11,16 @@ import torch
 
 from priorfit.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "export_checkpoint", "FORMAT_VERSION"]
+__all__ = ["load_checkpoint", "export_checkpoint", "bundled_checkpoints", "FORMAT_VERSION"]
 
 FORMAT_VERSION = "1"
 _TASKS = {"PFNTask": "priorfit.tasks.pfn"}
+BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def bundled_checkpoints() -> dict[str, Path]:
+    """Checkpoints shipped inside the package, by name (file stem)."""
+    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.safetensors"))}
 
 
 def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
@@ -40,16 +46,23 @@ def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu"):
-    """Rebuild a trained task (network, head and prior) from a checkpoint file.
+def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torch.device = "cpu"):
+    """Rebuild a trained task (network, head and prior) from a checkpoint.
 
-    Accepts a Lightning ``.ckpt`` written by ``priorfit-train`` or a ``.safetensors`` export.
+    Accepts a path to a Lightning ``.ckpt`` written by ``priorfit-train`` or a
+    ``.safetensors`` export, or the name of a bundled checkpoint (``"gp-rbf-1d"``).
     The returned module is in eval mode; ``task.predictive(x_ctx, y_ctx, x_query)`` gives
     the posterior predictive and ``task.prior`` the prior it was trained on.
     """
-    path = Path(path).expanduser()
+    path = Path(name_or_path).expanduser()
+    bundled = bundled_checkpoints()
+    if not path.exists() and str(name_or_path) in bundled:
+        path = bundled[str(name_or_path)]
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path} does not exist")
+        raise CheckpointError(
+            f"checkpoint not found: {path} does not exist, and {str(name_or_path)!r} is not a bundled "
+            f"checkpoint name (bundled: {sorted(bundled) or 'none'})"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint path {path} is not a file")
     with open(path, "rb") as handle:

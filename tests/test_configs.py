@@ -84,3 +84,30 @@ def test_multirun_sweep(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted((tmp_path / "runs" / "multirun" / "gp_tiny").glob("*/*/model.safetensors"))
     assert len(jobs) == 2
+
+
+def test_user_prior_from_own_config_dir(tmp_path):
+    """The README recipe: a plain class with sample(...), a config file, --config-dir."""
+    (tmp_path / "my_priors.py").write_text(
+        "import torch\n"
+        "from priorfit.priors import Batch\n\n"
+        "class SineWaves:\n"
+        "    num_features = 1\n\n"
+        "    def sample(self, batch_size, num_points, *, generator=None):\n"
+        "        x = torch.rand(batch_size, num_points, 1, generator=generator) * 6\n"
+        "        phase = torch.rand(batch_size, 1, 1, generator=generator) * 6.28\n"
+        "        y = torch.sin(x + phase) + 0.1 * torch.randn(batch_size, num_points, 1, generator=generator)\n"
+        "        return Batch(x=x, y=y)\n"
+    )
+    (tmp_path / "my_conf" / "prior").mkdir(parents=True)
+    (tmp_path / "my_conf" / "prior" / "sine.yaml").write_text("_target_: my_priors.SineWaves\n")
+    result = _cli(
+        ["--config-dir", "my_conf", "prior=sine", "experiment_name=sine", "trainer.max_steps=3",
+         "trainer.val_check_interval=3", "data.val_batches=1", "task.border_datasets=100",
+         "network.n_layers=1", "logger=none", "trainer.enable_progress_bar=false"],
+        cwd=tmp_path,
+        env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no exact posterior predictive for SineWaves" in result.stdout
+    assert list((tmp_path / "runs" / "sine").glob("*/model.safetensors"))
