@@ -42,10 +42,7 @@ def heldout_datasets(num_datasets: int, seed: int = 20261123):
 
 def exact_nll_per_n(prior, x, y) -> list[float]:
     xq, yq = x[:, -NUM_QUERIES:], y[:, -NUM_QUERIES:]
-    return [
-        -prior.predictive_log_density(x[:, :n], y[:, :n], xq, yq).mean().item()
-        for n in range(1, MAX_CONTEXT + 1)
-    ]
+    return [-prior.predictive_log_density(x[:, :n], y[:, :n], xq, yq).mean().item() for n in range(1, MAX_CONTEXT + 1)]
 
 
 @torch.no_grad()
@@ -54,10 +51,12 @@ def priorfit_nll_per_n(task, x, y) -> list[float]:
     xq, yq = x[:, -NUM_QUERIES:], y[:, -NUM_QUERIES:, 0]
     out = []
     for n in range(1, MAX_CONTEXT + 1):
-        nll = torch.cat([
-            task.head.nll(task(x[s:s + 500, :n], y[s:s + 500, :n], xq[s:s + 500]), yq[s:s + 500]).flatten()
-            for s in range(0, x.shape[0], 500)
-        ])
+        nll = torch.cat(
+            [
+                task.head.nll(task(x[s : s + 500, :n], y[s : s + 500, :n], xq[s : s + 500]), yq[s : s + 500]).flatten()
+                for s in range(0, x.shape[0], 500)
+            ]
+        )
         out.append(nll.double().mean().item())
     return out
 
@@ -69,8 +68,13 @@ def compose(overrides: list[str], output_dir: Path):
     with initialize_config_module(config_module="priorfit.conf", version_base="1.3"):
         return hydra_compose(
             config_name="train",
-            overrides=["experiment=gp_rbf_1d", "logger=csv", f"paths.output_dir={output_dir}",
-                       "trainer.enable_progress_bar=false", *overrides],
+            overrides=[
+                "experiment=gp_rbf_1d",
+                "logger=csv",
+                f"paths.output_dir={output_dir}",
+                "trainer.enable_progress_bar=false",
+                *overrides,
+            ],
         )
 
 
@@ -85,14 +89,29 @@ def train_priorfit(steps: int, output_dir: Path, extra: list[str]) -> tuple[obje
 
 def measure_rate_priorfit(steps: int, extra: list[str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose([f"trainer.max_steps={steps}", "trainer.val_check_interval=100000",
-                       "callbacks=none", "logger=none", *extra], Path(tmp))
-        from priorfit.train import build
+        cfg = compose(
+            [
+                f"trainer.max_steps={steps}",
+                "trainer.val_check_interval=100000",
+                "callbacks=none",
+                "logger=none",
+                *extra,
+            ],
+            Path(tmp),
+        )
         from hydra.utils import instantiate
 
+        from priorfit.train import build
+
         task, datamodule = build(cfg)
-        trainer = instantiate(cfg.trainer, logger=False, callbacks=[], num_sanity_val_steps=0,
-                              limit_val_batches=0, enable_checkpointing=False)
+        trainer = instantiate(
+            cfg.trainer,
+            logger=False,
+            callbacks=[],
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            enable_checkpointing=False,
+        )
         start = time.perf_counter()
         trainer.fit(task, datamodule=datamodule)
         return steps / (time.perf_counter() - start)
@@ -147,8 +166,10 @@ def plot(results: dict, path: Path) -> None:
     ax.axhline(0.01, color="gray", ls=":", lw=0.8, label="Aim: 0.01")
     ax.set_xlabel("context points n")
     ax.set_ylabel("NLL − exact GP NLL (nats / query point)")
-    ax.set_title(f"gp_rbf_1d, {results['num_heldout_datasets']} held-out datasets, "
-                 f"{results['budget_minutes']:.1f} min CPU budget each")
+    ax.set_title(
+        f"gp_rbf_1d, {results['num_heldout_datasets']} held-out datasets, "
+        f"{results['budget_minutes']:.1f} min CPU budget each"
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -159,8 +180,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-minutes", type=float, default=15.0)
     parser.add_argument("--num-heldout", type=int, default=2000)
-    parser.add_argument("--pfns-python", default=os.environ.get("PFNS_PYTHON", ""),
-                        help="python of a virtual environment with pfns==0.4.2 and priorfit (--no-deps) installed")
+    parser.add_argument(
+        "--pfns-python",
+        default=os.environ.get("PFNS_PYTHON", ""),
+        help="python of a virtual environment with pfns==0.4.2 and priorfit (--no-deps) installed",
+    )
     parser.add_argument("--load", help="evaluate this priorfit checkpoint instead of training one")
     parser.add_argument("--bundle", action="store_true", help="copy the trained model into priorfit/checkpoints/")
     parser.add_argument("--calibration-steps", type=int, default=150)
@@ -212,8 +236,9 @@ def main() -> None:
         }
     nll = priorfit_nll_per_n(task, x, y)
     gap = [a - b for a, b in zip(nll, exact)]
-    probe = subprocess.run([sys.executable, __file__, "--inference-probe", str(model_file)],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [sys.executable, __file__, "--inference-probe", str(model_file)], capture_output=True, text=True, check=True
+    )
     results["priorfit"] = {
         "parameters": sum(p.numel() for p in task.network.parameters()),
         **train_info,
@@ -234,8 +259,17 @@ def main() -> None:
             data_file = Path(tmp) / "heldout.pt"
             torch.save({"x": x, "y": y}, data_file)
             common = ["--batch-size", str(results["priorfit"].get("batch_size", 64)), "--eval-file", str(data_file)]
-            calibration = run_pfns(args.pfns_python, ["--steps", str(args.calibration_steps), "--steps-per-epoch",
-                                                      str(args.calibration_steps), "--skip-eval", *common])
+            calibration = run_pfns(
+                args.pfns_python,
+                [
+                    "--steps",
+                    str(args.calibration_steps),
+                    "--steps-per-epoch",
+                    str(args.calibration_steps),
+                    "--skip-eval",
+                    *common,
+                ],
+            )
             pfns_rate = calibration["steps"] / calibration["train_seconds"]
             pfns_steps = int(pfns_rate * budget_s * 0.97)
             pfns = run_pfns(args.pfns_python, ["--steps", str(pfns_steps), *common])
@@ -267,8 +301,17 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=1))
     plot(results, out.with_suffix(".png"))
     summary = {k: v for k, v in results["priorfit"].items() if not isinstance(v, list)}
-    print(json.dumps({"priorfit": summary, "pfns_mean_gap": results["pfns"].get("mean_gap"),
-                      "must": results["must"], "aim": results["aim"]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "priorfit": summary,
+                "pfns_mean_gap": results["pfns"].get("mean_gap"),
+                "must": results["must"],
+                "aim": results["aim"],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from pfns.model.transformer_config import TransformerConfig
 from pfns.optimizer import OptimizerConfig
 from pfns.priors.prior import AdhocPriorConfig, Batch
 from pfns.train import MainConfig, train
-
 from priorfit.priors import GPPrior
 
 PRIOR = GPPrior(kernel="rbf", num_features=1, lengthscale=0.2, outputscale=1.0, noise=0.05)
@@ -158,7 +157,9 @@ def main() -> None:
 
     probe = subprocess.run(
         [sys.executable, __file__, "--inference-probe", model_file, "--steps", "1", "--eval-file", "-", "--out", "-"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     os.unlink(model_file)
     data = torch.load(args.eval_file, weights_only=True)

@@ -23,7 +23,7 @@ def borders_from_samples(samples: Tensor, num_buckets: int) -> Tensor:
     if samples.numel() < num_buckets:
         raise ValueError(f"need at least {num_buckets} finite samples, got {samples.numel()}")
     probs = torch.linspace(0.0, 1.0, num_buckets + 1, dtype=torch.float64)
-    borders = torch.quantile(samples[: 16_000_000], probs)
+    borders = torch.quantile(samples[:16_000_000], probs)
     # quantiles of discrete-looking samples can tie; spread ties so every bucket has a width
     min_width = (borders[-1] - borders[0]) * 1e-6
     widths = torch.diff(borders).clamp_min(min_width)

@@ -82,9 +82,7 @@ class PFNTransformer(nn.Module):
         self.y_dim = y_dim
         self.x_encoder = nn.Linear(max_features, d_model)
         self.y_encoder = nn.Linear(y_dim, d_model)
-        self.layers = nn.ModuleList(
-            ContextAttentionLayer(d_model, n_heads, d_ff) for _ in range(n_layers)
-        )
+        self.layers = nn.ModuleList(ContextAttentionLayer(d_model, n_heads, d_ff) for _ in range(n_layers))
         self.final_norm = nn.LayerNorm(d_model)
         hidden = decoder_hidden or d_ff
         self.decoder = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, num_outputs))
@@ -108,7 +106,8 @@ class PFNTransformer(nn.Module):
                 raise PriorfitValidationError(f"{name} must be a (B, N, Dx) tensor, got {shape}")
         if y_context.dim() == 2:
             y_context = y_context.unsqueeze(-1)
-        if y_context.dim() != 3 or y_context.shape[:2] != x_context.shape[:2] or y_context.shape[-1] != self.y_dim:
+        shape_ok = y_context.dim() == 3 and y_context.shape[:2] == x_context.shape[:2]
+        if not shape_ok or y_context.shape[-1] != self.y_dim:
             raise PriorfitValidationError(
                 f"y_context must be (B, n) or (B, n, {self.y_dim}) matching x_context {tuple(x_context.shape)}, "
                 f"got {tuple(y_context.shape)}"

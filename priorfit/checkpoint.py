@@ -102,7 +102,9 @@ def _read_lightning(path: Path) -> tuple[str, dict, dict]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path} is not a priorfit checkpoint (could not read it: {type(error).__name__})") from None
+        raise CheckpointError(
+            f"{path} is not a priorfit checkpoint (could not read it: {type(error).__name__})"
+        ) from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "hyper_parameters" not in payload:
         raise CheckpointError(f"{path} is not a priorfit checkpoint (no state_dict / hyper_parameters)")
     hparams = dict(payload["hyper_parameters"])

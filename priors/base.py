@@ -51,9 +51,7 @@ class Batch:
 class Prior(Protocol):
     """Anything that samples whole batches of synthetic datasets."""
 
-    def sample(
-        self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None
-    ) -> Batch: ...
+    def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch: ...
 
 
 @runtime_checkable

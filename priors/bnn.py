@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
+from priorfit.priors.base import Batch
+from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
-from priorfit.priors.base import Batch
-from priorfit.priors.hyperpriors import HyperparameterSpec, as_hyperprior
 
 __all__ = ["BNNPrior"]
 
@@ -48,15 +49,13 @@ class BNNPrior:
         min_width: int = 4,
         max_width: int = 32,
         activations: Sequence[str] = ("tanh", "relu", "sigmoid", "sin"),
-        weight_scale: HyperparameterSpec = {"dist": "loguniform", "low": 0.5, "high": 3.0},
-        noise_std: HyperparameterSpec = {"dist": "loguniform", "low": 0.01, "high": 0.5},
-        dropout: HyperparameterSpec = {"dist": "uniform", "low": 0.0, "high": 0.5},
+        weight_scale: HyperparameterSpec = LogUniform(0.5, 3.0),
+        noise_std: HyperparameterSpec = LogUniform(0.01, 0.5),
+        dropout: HyperparameterSpec = Uniform(0.0, 0.5),
         input_distribution: Literal["uniform", "gaussian"] = "gaussian",
     ) -> None:
         if not isinstance(num_features, int) or num_features < 1:
-            raise InvalidHyperparameterError(
-                f"num_features (Dx) must be a positive integer, got {num_features!r}"
-            )
+            raise InvalidHyperparameterError(f"num_features (Dx) must be a positive integer, got {num_features!r}")
         if max_depth < 1 or not 1 <= min_width <= max_width:
             raise InvalidHyperparameterError(
                 f"need max_depth >= 1 and 1 <= min_width <= max_width, got "
@@ -64,9 +63,7 @@ class BNNPrior:
             )
         unknown = [a for a in activations if a not in _ACTIVATIONS]
         if unknown or not activations:
-            raise InvalidHyperparameterError(
-                f"unknown activations {unknown}; choose from {sorted(_ACTIVATIONS)}"
-            )
+            raise InvalidHyperparameterError(f"unknown activations {unknown}; choose from {sorted(_ACTIVATIONS)}")
         if input_distribution not in ("uniform", "gaussian"):
             raise InvalidHyperparameterError(
                 f"input_distribution must be 'uniform' or 'gaussian', got {input_distribution!r}"
@@ -81,9 +78,7 @@ class BNNPrior:
         self.dropout = as_hyperprior(dropout, "dropout", positive=False)
         self.input_distribution = input_distribution
 
-    def sample(
-        self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None
-    ) -> Batch:
+    def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
         dev = generator.device if generator is not None else None
         b, w_max = batch_size, self.max_width
 
@@ -106,7 +101,8 @@ class BNNPrior:
 
         def random_weights(fan_in: Tensor | int, rows: int) -> Tensor:
             weights = torch.randn(b, rows, w_max, generator=generator, device=dev)
-            kept = torch.rand(b, rows, w_max, generator=generator, device=dev) < keep_prob.view(-1, 1, 1)
+            kept = torch.rand(b, rows, w_max, generator=generator, device=dev)
+            kept = kept < keep_prob.view(-1, 1, 1)
             fan_in = torch.as_tensor(fan_in, device=dev, dtype=torch.float32).view(-1, 1, 1)
             std = scale.view(-1, 1, 1) / (fan_in * keep_prob.view(-1, 1, 1)).sqrt()
             return weights * kept * std
@@ -114,21 +110,20 @@ class BNNPrior:
         hidden = x
         fan_in: Tensor | int = self.num_features
         readouts = []
-        for layer in range(self.max_depth):
+        for _ in range(self.max_depth):
             rows = hidden.shape[-1]
             weight = random_weights(fan_in, rows)
             bias = torch.randn(b, 1, w_max, generator=generator, device=dev) * 0.5
             pre = hidden @ weight + bias
             hidden = self._activate(pre, activation) * unit_mask.unsqueeze(1)
             fan_in = width.float()
-            readout = torch.randn(b, w_max, 1, generator=generator, device=dev) / width.float().sqrt().view(-1, 1, 1)
-            readouts.append(hidden @ readout)  # (B, N, 1)
+            readout = torch.randn(b, w_max, 1, generator=generator, device=dev)
+            readouts.append(hidden @ readout / width.float().sqrt().view(-1, 1, 1))  # (B, N, 1)
         f = torch.stack(readouts, dim=0)[depth - 1, torch.arange(b, device=dev)]  # (B, N, 1)
         f = (f - f.mean(1, keepdim=True)) / f.std(1, keepdim=True, correction=0).clamp_min(1e-6)
         eps = torch.randn(b, num_points, 1, generator=generator, device=dev)
         y = f + noise_std.view(-1, 1, 1) * eps
-        meta = {"depth": depth, "width": width, "activation": activation,
-                "weight_scale": scale, "noise_std": noise_std}
+        meta = {"depth": depth, "width": width, "activation": activation, "weight_scale": scale, "noise_std": noise_std}
         return Batch(x=x, y=y, meta=meta)
 
     def _activate(self, pre: Tensor, activation: Tensor) -> Tensor:

@@ -6,11 +6,11 @@ import math
 from typing import Literal
 
 import torch
+from priorfit.priors.base import Batch
+from priorfit.priors.hyperpriors import HyperparameterSpec, as_hyperprior
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
-from priorfit.priors.base import Batch
-from priorfit.priors.hyperpriors import HyperparameterSpec, as_hyperprior
 
 __all__ = ["GPPrior", "kernel_matrix"]
 
@@ -18,9 +18,7 @@ KernelName = Literal["rbf", "matern52"]
 _KERNELS = ("rbf", "matern52")
 
 
-def kernel_matrix(
-    x1: Tensor, x2: Tensor, kernel: KernelName, lengthscale: Tensor, outputscale: Tensor
-) -> Tensor:
+def kernel_matrix(x1: Tensor, x2: Tensor, kernel: KernelName, lengthscale: Tensor, outputscale: Tensor) -> Tensor:
     """Batched stationary kernel: x1 (B, N, D), x2 (B, M, D), scales (B,) -> (B, N, M)."""
     ls = lengthscale.view(-1, 1, 1)
     sq_dist = torch.cdist(x1 / ls, x2 / ls, compute_mode="donot_use_mm_for_euclid_dist").square()
@@ -77,9 +75,7 @@ class GPPrior:
         if kernel not in _KERNELS:
             raise InvalidHyperparameterError(f"unknown kernel {kernel!r}; choose one of {_KERNELS}")
         if not isinstance(num_features, int) or num_features < 1:
-            raise InvalidHyperparameterError(
-                f"num_features (Dx) must be a positive integer, got {num_features!r}"
-            )
+            raise InvalidHyperparameterError(f"num_features (Dx) must be a positive integer, got {num_features!r}")
         if input_distribution not in ("uniform", "gaussian"):
             raise InvalidHyperparameterError(
                 f"input_distribution must be 'uniform' or 'gaussian', got {input_distribution!r}"
@@ -110,16 +106,12 @@ class GPPrior:
             return self.input_low + (self.input_high - self.input_low) * u
         return torch.randn(shape, generator=generator, device=device)
 
-    def sample(
-        self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None
-    ) -> Batch:
+    def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
         """Draw ``batch_size`` datasets of ``num_points`` points, all in one batched Cholesky."""
         device = generator.device if generator is not None else None
         x = self.sample_inputs(batch_size, num_points, generator=generator, device=device)
         hyper = {
-            name: getattr(self, name).sample(
-                batch_size, generator=generator, device=device, dtype=torch.float64
-            )
+            name: getattr(self, name).sample(batch_size, generator=generator, device=device, dtype=torch.float64)
             for name in ("lengthscale", "outputscale", "noise")
         }
         x64 = x.double()
@@ -139,18 +131,14 @@ class GPPrior:
             )
         return self.lengthscale.value, self.outputscale.value, self.noise.value
 
-    def predictive_mean_var(
-        self, x_context: Tensor, y_context: Tensor, x_query: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def predictive_mean_var(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance (noise included) of y at x_query given the context.
 
         Shapes: x_context (B, n, Dx), y_context (B, n, 1) or (B, n), x_query (B, m, Dx);
         returns two (B, m) float64 tensors. n may be 0 (the prior predictive).
         """
         lengthscale, outputscale, noise = self._fixed_hyperparameters()
-        x_context, y_context, x_query = _check_predictive_inputs(
-            x_context, y_context, x_query, self.num_features
-        )
+        x_context, y_context, x_query = _check_predictive_inputs(x_context, y_context, x_query, self.num_features)
         batch, n = x_context.shape[:2]
         dev = x_context.device
         ls = torch.full((batch,), lengthscale, dtype=torch.float64, device=dev)
@@ -169,9 +157,7 @@ class GPPrior:
         var = outputscale - v.square().sum(1) + noise
         return mean, var.clamp_min(noise)
 
-    def predictive_log_density(
-        self, x_context: Tensor, y_context: Tensor, x_query: Tensor, y_query: Tensor
-    ) -> Tensor:
+    def predictive_log_density(self, x_context: Tensor, y_context: Tensor, x_query: Tensor, y_query: Tensor) -> Tensor:
         """log p(y_query | x_query, context) per query point under the exact GP, shape (B, m)."""
         mean, var = self.predictive_mean_var(x_context, y_context, x_query)
         y_query = y_query.to(torch.float64).reshape(mean.shape)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -79,16 +78,14 @@ class LogNormal(Hyperprior):
 
     def __post_init__(self) -> None:
         if not self.scale >= 0:
-            raise InvalidHyperparameterError(
-                f"LogNormal hyperprior needs scale >= 0, got scale={self.scale}"
-            )
+            raise InvalidHyperparameterError(f"LogNormal hyperprior needs scale >= 0, got scale={self.scale}")
 
     def sample(self, n, *, generator=None, device=None, dtype=torch.float32) -> Tensor:
         z = torch.randn(n, generator=generator, device=device, dtype=dtype)
         return torch.exp(self.loc + self.scale * z)
 
 
-HyperparameterSpec = Union[float, int, Hyperprior, dict]
+HyperparameterSpec = float | int | Hyperprior | dict
 
 _BY_NAME = {"fixed": Fixed, "uniform": Uniform, "loguniform": LogUniform, "lognormal": LogNormal}
 
@@ -111,9 +108,7 @@ def as_hyperprior(spec: HyperparameterSpec, name: str, *, positive: bool = True)
         except TypeError as error:
             raise InvalidHyperparameterError(f"{name}: bad parameters for {dist}: {error}") from None
     else:
-        raise InvalidHyperparameterError(
-            f"{name} must be a number, a Hyperprior or a dict with 'dist', got {spec!r}"
-        )
+        raise InvalidHyperparameterError(f"{name} must be a number, a Hyperprior or a dict with 'dist', got {spec!r}")
     if positive:
         if isinstance(hyperprior, Fixed) and not hyperprior.value > 0:
             raise InvalidHyperparameterError(f"{name} must be positive, got {hyperprior.value}")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
-
 from priorfit.priors.base import Batch, Prior
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 __all__ = ["PriorStream", "FixedPriorSet", "PriorDataModule", "batch_seed"]
 
@@ -122,8 +122,7 @@ class PriorDataModule(pl.LightningDataModule):
         max_context = num_points - 1 if max_context is None else max_context
         if not 1 <= min_context <= max_context < num_points:
             raise ValueError(
-                f"need 1 <= min_context <= max_context < num_points, got "
-                f"{min_context}, {max_context}, {num_points}"
+                f"need 1 <= min_context <= max_context < num_points, got {min_context}, {max_context}, {num_points}"
             )
         self.prior = prior
         self.batch_size = batch_size

@@ -9,12 +9,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
-
-from priorfit.networks.bar_distribution import BarDistribution, RiemannDistribution, borders_from_samples
+from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
+from torch import Tensor
 
 __all__ = ["PFNTask", "warmup_cosine"]
 
@@ -144,9 +143,7 @@ class PFNTask(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
-        )
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio)

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from priorfit.networks import BarDistribution, ClassificationHead, borders_from_samples
 
 
@@ -48,8 +47,9 @@ def test_nll_matches_hand_computation(head):
     logits = torch.tensor([0.0, 1.0, 2.0, 0.5, -1.0, 0.3], dtype=torch.float64)
     probs = torch.softmax(logits, 0)
     # inner bucket 2 = [-0.2, 0.0): density p2 / 0.2
-    assert math.isclose(head.nll(logits, torch.tensor(-0.1, dtype=torch.float64)).item(),
-                        -math.log(probs[2].item() / 0.2), rel_tol=1e-6)
+    assert math.isclose(
+        head.nll(logits, torch.tensor(-0.1, dtype=torch.float64)).item(), -math.log(probs[2].item() / 0.2), rel_tol=1e-6
+    )
     # right tail: half-normal starting at 1.5 with half its mass within the width 1.5
     scale = 1.5 / (math.sqrt(2) * torch.special.erfinv(torch.tensor(0.5, dtype=torch.float64)).item())
     y = 4.0

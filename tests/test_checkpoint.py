@@ -1,10 +1,10 @@
 import pytest
 import torch
+from priorfit.priors import GPPrior
 from safetensors.torch import save_file
 
 import priorfit
 from priorfit import CheckpointError, load_checkpoint
-from priorfit.priors import GPPrior
 from priorfit.train import train
 from tests.helpers import TINY_NETWORK, compose_config
 
@@ -12,8 +12,15 @@ from tests.helpers import TINY_NETWORK, compose_config
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = compose_config(out, ["trainer.max_steps=4", "trainer.val_check_interval=4",
-                               "callbacks.model_checkpoint.every_n_train_steps=2", *TINY_NETWORK])
+    cfg = compose_config(
+        out,
+        [
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=4",
+            "callbacks.model_checkpoint.every_n_train_steps=2",
+            *TINY_NETWORK,
+        ],
+    )
     _, objects = train(cfg)
     return objects
 

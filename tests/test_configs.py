@@ -60,8 +60,14 @@ def _cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.Co
 def test_cli_trains_from_any_directory_with_offline_wandb_and_reports_the_gap(tmp_path):
     """The README's main command, shortened: no account, no network, ends with the checkpoint and gap."""
     result = _cli(
-        ["trainer.max_steps=4", "trainer.val_check_interval=2", "data.val_batches=2",
-         "task.border_datasets=200", "network.n_layers=1", "trainer.enable_progress_bar=false"],
+        [
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+            "data.val_batches=2",
+            "task.border_datasets=200",
+            "network.n_layers=1",
+            "trainer.enable_progress_bar=false",
+        ],
         cwd=tmp_path,
         env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs"), "HOME": str(tmp_path)},
     )
@@ -76,8 +82,16 @@ def test_cli_trains_from_any_directory_with_offline_wandb_and_reports_the_gap(tm
 @pytest.mark.slow
 def test_multirun_sweep(tmp_path):
     result = _cli(
-        ["-m", "network.n_layers=1,2", "trainer.max_steps=2", "trainer.val_check_interval=2",
-         "data.val_batches=1", "task.border_datasets=200", "logger=none", "trainer.enable_progress_bar=false"],
+        [
+            "-m",
+            "network.n_layers=1,2",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "data.val_batches=1",
+            "task.border_datasets=200",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+        ],
         cwd=tmp_path,
         env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs")},
     )
@@ -102,9 +116,19 @@ def test_user_prior_from_own_config_dir(tmp_path):
     (tmp_path / "my_conf" / "prior").mkdir(parents=True)
     (tmp_path / "my_conf" / "prior" / "sine.yaml").write_text("_target_: my_priors.SineWaves\n")
     result = _cli(
-        ["--config-dir", "my_conf", "prior=sine", "experiment_name=sine", "trainer.max_steps=3",
-         "trainer.val_check_interval=3", "data.val_batches=1", "task.border_datasets=100",
-         "network.n_layers=1", "logger=none", "trainer.enable_progress_bar=false"],
+        [
+            "--config-dir",
+            "my_conf",
+            "prior=sine",
+            "experiment_name=sine",
+            "trainer.max_steps=3",
+            "trainer.val_check_interval=3",
+            "data.val_batches=1",
+            "task.border_datasets=100",
+            "network.n_layers=1",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+        ],
         cwd=tmp_path,
         env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(tmp_path)},
     )

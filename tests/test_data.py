@@ -1,8 +1,7 @@
 import torch
-from torch.utils.data import DataLoader
-
 from priorfit.priors import GPPrior
 from priorfit.tasks import PriorDataModule, PriorStream
+from torch.utils.data import DataLoader
 
 
 def stream(**kwargs):
@@ -43,10 +42,12 @@ def test_workers_draw_distinct_batches_in_stream_order():
 
 
 def test_validation_set_is_fixed_and_spans_context_sizes():
-    module = PriorDataModule(GPPrior(), batch_size=4, num_points=20, min_context=2, max_context=15,
-                             val_batches=4, val_batch_size=3)
+    module = PriorDataModule(
+        GPPrior(), batch_size=4, num_points=20, min_context=2, max_context=15, val_batches=4, val_batch_size=3
+    )
     first = module.validation_set()
-    again = PriorDataModule(GPPrior(), batch_size=4, num_points=20, min_context=2, max_context=15,
-                            val_batches=4, val_batch_size=3).validation_set()
+    again = PriorDataModule(
+        GPPrior(), batch_size=4, num_points=20, min_context=2, max_context=15, val_batches=4, val_batch_size=3
+    ).validation_set()
     assert [b.meta["num_context"] for b in first.batches] == [2, 6, 11, 15]
     assert all(torch.equal(x.y, y.y) for x, y in zip(first.batches, again.batches))

@@ -29,12 +29,22 @@ class RecordBatches(pl.Callback):
 def test_ddp_sim_ranks_draw_different_data_and_converge(tmp_path):
     cfg = compose_config(
         tmp_path,
-        ["trainer=ddp_sim", "trainer.max_steps=400", "trainer.val_check_interval=400", "data.batch_size=16",
-         "data.num_points=30", "data.max_context=20", "task.lr=3e-3", "task.warmup_steps=10", *TINY_NETWORK],
+        [
+            "trainer=ddp_sim",
+            "trainer.max_steps=400",
+            "trainer.val_check_interval=400",
+            "data.batch_size=16",
+            "data.num_points=30",
+            "data.max_context=20",
+            "task.lr=3e-3",
+            "task.warmup_steps=10",
+            *TINY_NETWORK,
+        ],
     )
     task, datamodule = build(cfg)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[RecordBatches(str(tmp_path))],
-                          enable_checkpointing=False)
+    trainer = instantiate(
+        cfg.trainer, logger=False, callbacks=[RecordBatches(str(tmp_path))], enable_checkpointing=False
+    )
     trainer.fit(task, datamodule=datamodule)
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())

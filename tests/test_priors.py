@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, kernel_matrix
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
-from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, kernel_matrix
 
 PRIORS = {
     "gp_rbf": lambda: GPPrior(kernel="rbf", num_features=2),
@@ -62,7 +62,9 @@ def test_gp_samples_have_the_kernel_covariance(kernel):
     batch = prior.sample(4000, 6, generator=torch.Generator().manual_seed(1))
     x = batch.x.double()
     n = x.shape[0]
-    cov = kernel_matrix(x, x, kernel, torch.full((n,), 0.3, dtype=torch.float64), torch.full((n,), 1.5, dtype=torch.float64))
+    cov = kernel_matrix(
+        x, x, kernel, torch.full((n,), 0.3, dtype=torch.float64), torch.full((n,), 1.5, dtype=torch.float64)
+    )
     cov = cov + 0.05 * torch.eye(6, dtype=torch.float64)
     z = torch.linalg.solve_triangular(torch.linalg.cholesky(cov), batch.y.double(), upper=False).squeeze(-1)
     empirical = torch.cov(z.T)
@@ -72,8 +74,16 @@ def test_gp_samples_have_the_kernel_covariance(kernel):
 
 def test_gp_empirical_covariance_on_a_fixed_grid():
     """With all datasets sharing one input grid, E[y yᵀ] is the kernel matrix plus noise."""
-    prior = GPPrior(kernel="rbf", num_features=1, lengthscale=0.2, outputscale=1.0, noise=0.05,
-                    input_distribution="uniform", input_low=0.0, input_high=1e-9)
+    prior = GPPrior(
+        kernel="rbf",
+        num_features=1,
+        lengthscale=0.2,
+        outputscale=1.0,
+        noise=0.05,
+        input_distribution="uniform",
+        input_low=0.0,
+        input_high=1e-9,
+    )
     # tiny input range: every point sits at x≈0, so cov = outputscale + noise on the diagonal, outputscale off it
     y = prior.sample(20000, 3, generator=torch.Generator().manual_seed(2)).y.squeeze(-1).double()
     expected = torch.full((3, 3), 1.0, dtype=torch.float64) + 0.05 * torch.eye(3, dtype=torch.float64)

@@ -15,9 +15,19 @@ PRIOR_PREDICTIVE_NLL = 0.5 * math.log(2 * math.pi * math.e * 1.05)
 def test_short_training_beats_the_prior_predictive_by_a_clear_margin(tmp_path):
     cfg = compose_config(
         tmp_path,
-        ["trainer.max_steps=300", "trainer.val_check_interval=300", "data.batch_size=32",
-         "data.num_points=30", "data.max_context=20", "task.lr=3e-3", "task.warmup_steps=20",
-         "data.val_batches=4", "data.val_batch_size=32", "callbacks=none", *TINY_NETWORK],
+        [
+            "trainer.max_steps=300",
+            "trainer.val_check_interval=300",
+            "data.batch_size=32",
+            "data.num_points=30",
+            "data.max_context=20",
+            "task.lr=3e-3",
+            "task.warmup_steps=20",
+            "data.val_batches=4",
+            "data.val_batch_size=32",
+            "callbacks=none",
+            *TINY_NETWORK,
+        ],
     )
     metrics, _ = train(cfg)
     assert metrics["val/nll"] < PRIOR_PREDICTIVE_NLL - 0.2, metrics
@@ -34,8 +44,13 @@ class StopAt(pl.Callback):
             trainer.should_stop = True
 
 
-RESUME = ["trainer.max_steps=16", "trainer.val_check_interval=1000", "callbacks.model_checkpoint.every_n_train_steps=8",
-          "task.warmup_steps=4", *TINY_NETWORK]
+RESUME = [
+    "trainer.max_steps=16",
+    "trainer.val_check_interval=1000",
+    "callbacks.model_checkpoint.every_n_train_steps=8",
+    "task.warmup_steps=4",
+    *TINY_NETWORK,
+]
 
 
 def _fit(tmp_path: Path, extra_callbacks: list, ckpt_path: str | None = None):
