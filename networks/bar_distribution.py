@@ -152,12 +152,19 @@ class BarDistribution(nn.Module):
         return (second - mean.square()).clamp_min(0)
 
     def sample(self, logits: Tensor, sample_shape: torch.Size = torch.Size(), generator=None) -> Tensor:
-        probs = torch.softmax(logits, dim=-1)
-        flat = probs.reshape(-1, self.num_buckets)
-        n = int(torch.Size(sample_shape).numel())
-        u = torch.rand(n, flat.shape[0], generator=generator, device=logits.device, dtype=logits.dtype)
-        values = self.quantile(logits.reshape(-1, self.num_buckets).expand(n, -1, -1), u)
-        return values.reshape(*sample_shape, *probs.shape[:-1])
+        """Draw a bucket per sample, then a point inside it (uniform, or half-normal in the tails)."""
+        num = int(torch.Size(sample_shape).numel())
+        probs = torch.softmax(logits.detach(), dim=-1).reshape(-1, self.num_buckets)
+        index = torch.multinomial(probs.float(), num, replacement=True, generator=generator)  # (F, num)
+        u = torch.rand(index.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        borders = self.borders.to(logits.dtype)
+        left_scale, right_scale = (s.to(logits.dtype) for s in self._tail_scales())
+        inner = borders[index] + u * torch.diff(borders)[index]
+        left = borders[1] - _half_normal_icdf(u, left_scale)
+        right = borders[-2] + _half_normal_icdf(u, right_scale)
+        last = self.num_buckets - 1
+        values = torch.where(index == 0, left, torch.where(index == last, right, inner))
+        return values.T.reshape(*sample_shape, *logits.shape[:-1])
 
     def _bucket_means(self, dtype: torch.dtype) -> Tensor:
         borders = self.borders.to(dtype)

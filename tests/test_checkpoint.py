@@ -68,3 +68,25 @@ def test_files_that_are_not_priorfit_checkpoints(tmp_path):
 
 def test_checkpoint_errors_are_value_errors():
     assert issubclass(CheckpointError, ValueError)
+
+
+def test_bundled_gp_checkpoint_is_close_to_the_exact_posterior():
+    """The shipped gp-rbf-1d model, checked against the exact GP on fresh prior draws."""
+    model = load_checkpoint("gp-rbf-1d")
+    prior = model.prior
+    assert prior.has_exact_predictive and prior.lengthscale.value == 0.2
+    held = prior.sample(300, 60, generator=torch.Generator().manual_seed(99))
+    xq, yq = held.x[:, 50:], held.y[:, 50:]
+    gaps = []
+    with torch.no_grad():
+        for n in (1, 5, 20, 50):
+            nll = model.head.nll(model(held.x[:, :n], held.y[:, :n], xq), yq[..., 0]).mean()
+            exact = -prior.predictive_log_density(held.x[:, :n], held.y[:, :n], xq, yq).mean()
+            gaps.append((nll - exact).item())
+    assert max(gaps) < 0.06, gaps
+    assert sum(gaps) / len(gaps) < 0.04, gaps
+
+
+def test_unknown_checkpoint_name_lists_bundled_ones():
+    with pytest.raises(CheckpointError, match="gp-rbf-1d"):
+        load_checkpoint("gp-rbf-2d")
