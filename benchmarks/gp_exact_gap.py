@@ -248,9 +248,18 @@ def main() -> None:
         "mean_gap": sum(gap) / len(gap),
     }
     if args.bundle:
-        target = ROOT / "priorfit" / "checkpoints" / "gp-rbf-1d.safetensors"
+        from priorfit.hub import register_file
+
+        target = ROOT / "priorfit" / "checkpoints" / "pfn-gp-1d.safetensors"
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(model_file, target)
+        register_file(
+            "pfn-gp-1d",
+            target,
+            bundled=True,
+            config=f"priorfit-train experiment=gp_rbf_1d trainer.max_steps={train_info.get('steps')}",
+            description="PFN for 1-D GP regression (RBF, lengthscale 0.2, outputscale 1, noise 0.05), ~0.8 M params",
+        )
         results["priorfit"]["bundled_as"] = str(target.relative_to(ROOT))
 
     # pfns reference, same budget

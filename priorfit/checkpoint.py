@@ -11,16 +11,10 @@ import torch
 
 from priorfit.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "export_checkpoint", "bundled_checkpoints", "FORMAT_VERSION"]
+__all__ = ["load_checkpoint", "export_checkpoint", "FORMAT_VERSION"]
 
 FORMAT_VERSION = "1"
 _TASKS = {"PFNTask": "priorfit.tasks.pfn"}
-BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
-
-
-def bundled_checkpoints() -> dict[str, Path]:
-    """Checkpoints shipped inside the package, by name (file stem)."""
-    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.safetensors"))}
 
 
 def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
@@ -50,21 +44,14 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torc
     """Rebuild a trained task (network, head and prior) from a checkpoint.
 
     Accepts a path to a Lightning ``.ckpt`` written by ``priorfit-train`` or a
-    ``.safetensors`` export, or the name of a bundled checkpoint (``"gp-rbf-1d"``).
+    ``.safetensors`` export, or a registered name (``"pfn-gp-1d"``; see ``priorfit.hub``), which
+    is looked up in the bundled files, then the cache, then downloaded, and hash-checked each time.
     The returned module is in eval mode; ``task.predictive(x_ctx, y_ctx, x_query)`` gives
     the posterior predictive and ``task.prior`` the prior it was trained on.
     """
-    path = Path(name_or_path).expanduser()
-    bundled = bundled_checkpoints()
-    if not path.exists() and str(name_or_path) in bundled:
-        path = bundled[str(name_or_path)]
-    if not path.exists():
-        raise CheckpointError(
-            f"checkpoint not found: {path} does not exist, and {str(name_or_path)!r} is not a bundled "
-            f"checkpoint name (bundled: {sorted(bundled) or 'none'})"
-        )
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint path {path} is not a file")
+    from priorfit.hub import resolve_checkpoint
+
+    path = resolve_checkpoint(name_or_path)
     with open(path, "rb") as handle:
         head = handle.read(16)
     if path.suffix == ".safetensors" or _looks_like_safetensors(head):

@@ -4,6 +4,7 @@ from priorfit.priors.base import Batch, ExactPredictivePrior, Prior
 from priorfit.priors.bnn import BNNPrior
 from priorfit.priors.gp import GPPrior, kernel_matrix
 from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Uniform
+from priorfit.priors.mixture import PriorMixture
 
 __all__ = [
     "Batch",
@@ -11,6 +12,7 @@ __all__ = [
     "ExactPredictivePrior",
     "GPPrior",
     "BNNPrior",
+    "PriorMixture",
     "kernel_matrix",
     "Hyperprior",
     "Fixed",

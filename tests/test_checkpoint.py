@@ -71,8 +71,8 @@ def test_checkpoint_errors_are_value_errors():
 
 
 def test_bundled_gp_checkpoint_is_close_to_the_exact_posterior():
-    """The shipped gp-rbf-1d model, checked against the exact GP on fresh prior draws."""
-    model = load_checkpoint("gp-rbf-1d")
+    """The shipped pfn-gp-1d model, checked against the exact GP on fresh prior draws."""
+    model = load_checkpoint("pfn-gp-1d")
     prior = model.prior
     assert prior.has_exact_predictive and prior.lengthscale.value == 0.2
     held = prior.sample(300, 60, generator=torch.Generator().manual_seed(99))
@@ -88,5 +88,5 @@ def test_bundled_gp_checkpoint_is_close_to_the_exact_posterior():
 
 
 def test_unknown_checkpoint_name_lists_bundled_ones():
-    with pytest.raises(CheckpointError, match="gp-rbf-1d"):
-        load_checkpoint("gp-rbf-2d")
+    with pytest.raises(CheckpointError, match="pfn-gp-1d"):
+        load_checkpoint("pfn-gp-2d")

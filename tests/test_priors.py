@@ -167,3 +167,18 @@ def test_bnn_invalid_settings():
         BNNPrior(min_width=10, max_width=5)
     with pytest.raises(InvalidHyperparameterError, match="num_features"):
         BNNPrior(num_features=0)
+
+
+def test_mixture_follows_weights_pads_inputs_and_is_deterministic():
+    from priorfit.priors import PriorMixture
+
+    mix = PriorMixture({"gp": GPPrior(num_features=1), "bnn": BNNPrior(num_features=3)}, {"gp": 3.0, "bnn": 1.0})
+    batch = mix.sample(4000, 5, generator=torch.Generator().manual_seed(0))
+    assert batch.x.shape == (4000, 5, 3) and batch.y.shape == (4000, 5, 1)
+    from_gp = batch.meta["component"] == 0
+    assert abs(from_gp.float().mean().item() - 0.75) < 0.03
+    assert torch.all(batch.x[from_gp][..., 1:] == 0)  # GP datasets padded from Dx=1 to 3
+    again = mix.sample(4000, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(batch.y, again.y)
+    with pytest.raises(InvalidHyperparameterError, match="non-negative"):
+        PriorMixture([GPPrior()], [-1.0])
