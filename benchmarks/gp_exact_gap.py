@@ -187,7 +187,7 @@ def main() -> None:
     )
     parser.add_argument("--load", help="evaluate this priorfit checkpoint instead of training one")
     parser.add_argument("--bundle", action="store_true", help="copy the trained model into priorfit/checkpoints/")
-    parser.add_argument("--calibration-steps", type=int, default=150)
+    parser.add_argument("--calibration-steps", type=int, default=300)
     parser.add_argument("--override", action="append", default=[], help="extra Hydra overrides for priorfit")
     parser.add_argument("--inference-probe", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "gp_exact_gap.json"))
@@ -281,11 +281,15 @@ def main() -> None:
             )
             pfns_rate = calibration["steps"] / calibration["train_seconds"]
             pfns_steps = int(pfns_rate * budget_s * 0.97)
-            pfns = run_pfns(args.pfns_python, ["--steps", str(pfns_steps), *common])
+            pfns = run_pfns(args.pfns_python, ["--steps", str(pfns_steps), "--steps-per-epoch", "50", *common])
         pfns["gap_per_n"] = [a - b for a, b in zip(pfns["nll_per_n"], exact)]
         pfns["mean_gap"] = sum(pfns["gap_per_n"]) / len(pfns["gap_per_n"])
         pfns["calibrated_steps_per_second"] = pfns_rate
         results["pfns"] = pfns
+        results["train_minutes"] = {
+            "priorfit": results["priorfit"].get("train_seconds", float("nan")) / 60,
+            "pfns": pfns["train_seconds"] / 60,
+        }
         results["throughput_ratio_priorfit_over_pfns"] = (
             results["priorfit"].get("datasets_per_second", float("nan")) / pfns["datasets_per_second"]
         )
