@@ -73,3 +73,55 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path):
     assert datamodule.next_index == 16
     for (name, a), (_, b) in zip(full_task.state_dict().items(), resumed_task.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+class ThresholdedGP:
+    """A user-style classification prior: GP draws cut into 3 classes at fixed thresholds."""
+
+    num_features = 1
+
+    def __init__(self) -> None:
+        from priorfit.priors import GPPrior
+
+        self.gp = GPPrior(lengthscale=0.3, noise=0.01)
+
+    def sample(self, batch_size, num_points, *, generator=None):
+        batch = self.gp.sample(batch_size, num_points, generator=generator)
+        batch.y = torch.bucketize(batch.y, torch.tensor([-0.5, 0.5])).float()
+        return batch
+
+
+def test_classification_objective_trains_on_a_user_prior():
+    from priorfit.tasks import PFNTask, PriorDataModule
+
+    task = PFNTask(
+        prior={"_target_": "tests.test_training.ThresholdedGP"},
+        network={
+            "_target_": "priorfit.networks.PFNTransformer",
+            "d_model": 32,
+            "n_heads": 2,
+            "n_layers": 1,
+            "d_ff": 64,
+        },
+        objective="classification",
+        num_classes=3,
+        lr=3e-3,
+        warmup_steps=5,
+    )
+    data = PriorDataModule(task.prior, batch_size=16, num_points=30, max_context=20, val_batches=2, val_batch_size=32)
+    before = task.query_nll(data.validation_set()[1]).mean().item()
+    trainer = pl.Trainer(
+        max_steps=60,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        val_check_interval=60,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(task, datamodule=data)
+    after = task.query_nll(data.validation_set()[1]).mean().item()
+    assert after < before - 0.2 and after < math.log(3)
+    val = data.validation_set()[1]
+    probs = task.predictive(val.x[:2, :10], val.y[:2, :10], val.x[:2, 10:]).probs
+    assert probs.shape == (2, 20, 3) and torch.allclose(probs.sum(-1), torch.ones(2, 20))
