@@ -129,12 +129,20 @@ def run_pfns(python: str, args: list[str]) -> dict:
     return data
 
 
+def vm_hwm_mb() -> float:
+    """Peak RSS of this process image (VmHWM); ru_maxrss would include the parent's peak after fork+exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def inference_probe(model_file: str) -> dict:
     """Run in a fresh process: latency and peak RSS of one forward with 1,000 context + 1,000 queries."""
     from priorfit import load_checkpoint
 
     task = load_checkpoint(model_file)
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_loaded = vm_hwm_mb()
     batch = task.prior.sample(1, 2000, generator=torch.Generator().manual_seed(1))
     xc, yc, xq = batch.x[:, :1000], batch.y[:, :1000], batch.x[:, 1000:]
     with torch.no_grad():
@@ -146,7 +154,7 @@ def inference_probe(model_file: str) -> dict:
             times.append(time.perf_counter() - start)
     return {
         "latency_1000ctx_1000query_s": min(times),
-        "peak_rss_mb_inference": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb_inference": vm_hwm_mb(),
         "rss_mb_after_loading": rss_loaded,
     }
 

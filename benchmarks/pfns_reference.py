@@ -133,7 +133,11 @@ def main() -> None:
         model = build_config(1, args.batch_size, args.lr, args.num_buckets, 1).model.create_model()
         model.load_state_dict(torch.load(args.inference_probe, weights_only=True))
         latency = inference_latency(model)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = next(
+            int(line.split()[1]) / 1024
+            for line in open("/proc/self/status").read().splitlines()
+            if line.startswith("VmHWM:")
+        )  # this process image's peak; ru_maxrss would include the parent's after fork+exec
         print(json.dumps({"latency_1000ctx_1000query_s": latency, "peak_rss_mb_inference": rss}))
         return
 
