@@ -5,6 +5,7 @@ from priorfit.priors.bnn import BNNPrior
 from priorfit.priors.gp import GPPrior, kernel_matrix
 from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Uniform
 from priorfit.priors.mixture import PriorMixture
+from priorfit.priors.scm import SCMPrior
 
 __all__ = [
     "Batch",
@@ -13,6 +14,7 @@ __all__ = [
     "GPPrior",
     "BNNPrior",
     "PriorMixture",
+    "SCMPrior",
     "kernel_matrix",
     "Hyperprior",
     "Fixed",

@@ -135,3 +135,12 @@ def test_user_prior_from_own_config_dir(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no exact posterior predictive for SineWaves" in result.stdout
     assert list((tmp_path / "runs" / "sine").glob("*/model.safetensors"))
+
+
+def test_tabular_classification_config_runs(tmp_path):
+    cfg = compose_config(
+        tmp_path, ["prior=scm", "task=pfn_classification", "+trainer.fast_dev_run=true", *TINY_NETWORK]
+    )
+    assert cfg.task.num_classes == cfg.prior.max_classes == 10
+    metrics, objects = train(cfg)
+    assert objects["task"].hparams.objective == "classification" and metrics["val/nll"] > 0

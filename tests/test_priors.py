@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, kernel_matrix
+from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, SCMPrior, kernel_matrix
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 
@@ -18,6 +18,8 @@ PRIORS = {
         input_distribution="gaussian",
     ),
     "bnn": lambda: BNNPrior(num_features=3),
+    "scm_classification": lambda: SCMPrior(num_features=5, task="classification"),
+    "scm_regression": lambda: SCMPrior(num_features=4, task="regression"),
 }
 
 
@@ -182,3 +184,28 @@ def test_mixture_follows_weights_pads_inputs_and_is_deterministic():
     assert torch.equal(batch.y, again.y)
     with pytest.raises(InvalidHyperparameterError, match="non-negative"):
         PriorMixture([GPPrior()], [-1.0])
+
+
+def test_scm_prior_features_classes_and_categoricals():
+    prior = SCMPrior(num_features=6, task="classification", max_classes=5, categorical_prob=0.5)
+    batch = prior.sample(300, 80, generator=torch.Generator().manual_seed(0))
+    num_features, num_classes = batch.meta["num_features"], batch.meta["num_classes"]
+    assert num_features.min() >= 1 and num_features.max() == 6 and len(set(num_features.tolist())) > 3
+    assert num_classes.min() == 2 and num_classes.max() == 5
+    for i in range(300):
+        assert torch.all(batch.x[i, :, num_features[i] :] == 0), "features beyond num_features are padding"
+        labels = batch.y[i, :, 0]
+        assert torch.all(labels == labels.round()) and labels.min() >= 0 and labels.max() < num_classes[i]
+    categorical = batch.meta["categorical"]
+    assert 0.3 < categorical.float().sum().item() / num_features.sum().item() < 0.7
+    codes = batch.x.permute(0, 2, 1)[categorical]
+    assert torch.all(codes == codes.round()) and codes.min() >= 0 and codes.max() <= 7
+    numeric = batch.x.permute(0, 2, 1)[~categorical & (torch.arange(6) < num_features.unsqueeze(1))]
+    assert torch.allclose(numeric.std(1, correction=0), torch.ones(len(numeric)), atol=1e-3)
+
+
+def test_scm_invalid_settings():
+    with pytest.raises(InvalidHyperparameterError, match="task"):
+        SCMPrior(task="ranking")
+    with pytest.raises(InvalidHyperparameterError, match="nodes"):
+        SCMPrior(num_features=100, max_depth=2, max_width=8)
