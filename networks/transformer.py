@@ -87,12 +87,18 @@ class PFNTransformer(nn.Module):
         hidden = decoder_hidden or d_ff
         self.decoder = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, num_outputs))
 
-    def forward(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
-        """x_context (B, n, Dx), y_context (B, n) or (B, n, Dy), x_query (B, m, Dx) -> (B, m, num_outputs)."""
+    def forward(
+        self, x_context: Tensor, y_context: Tensor, x_query: Tensor, num_features: Tensor | None = None
+    ) -> Tensor:
+        """x_context (B, n, Dx), y_context (B, n) or (B, n, Dy), x_query (B, m, Dx) -> (B, m, num_outputs).
+
+        ``num_features`` (B,) says how many leading columns of each dataset are real when a batch mixes
+        feature counts (the rest zero padding), so each dataset is rescaled by its own count.
+        """
         x_context, y_context, x_query = self.check_inputs(x_context, y_context, x_query)
         num_context = x_context.shape[1]
-        context = self.x_encoder(self._pad(x_context)) + self.y_encoder(y_context)
-        query = self.x_encoder(self._pad(x_query))
+        context = self.x_encoder(self._pad(x_context, num_features)) + self.y_encoder(y_context)
+        query = self.x_encoder(self._pad(x_query, num_features))
         tokens = torch.cat([context, query], dim=1)
         for layer in self.layers:
             tokens = layer(tokens, num_context)
@@ -128,9 +134,10 @@ class PFNTransformer(nn.Module):
                 raise PriorfitValidationError(f"{name} contains NaN or infinite values")
         return x_context, y_context.to(x_context.dtype), x_query
 
-    def _pad(self, x: Tensor) -> Tensor:
-        num_features = x.shape[-1]
-        if num_features == self.max_features:
-            return x
-        scale = (self.max_features / num_features) ** 0.5
-        return F.pad(x, (0, self.max_features - num_features)) * scale
+    def _pad(self, x: Tensor, num_features: Tensor | None = None) -> Tensor:
+        width = x.shape[-1]
+        padded = x if width == self.max_features else F.pad(x, (0, self.max_features - width))
+        if num_features is None:
+            return padded if width == self.max_features else padded * (self.max_features / width) ** 0.5
+        used = num_features.to(x.dtype).clamp(1, width).view(-1, 1, 1)
+        return padded * (self.max_features / used).sqrt()

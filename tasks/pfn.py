@@ -124,7 +124,10 @@ class PFNTask(pl.LightningModule):
     def query_nll(self, batch: Batch) -> Tensor:
         """NLL of every query label, shape (B, m)."""
         x_context, y_context, x_query, y_query = self._split(batch)
-        return self.head.nll(self.network(x_context, y_context, x_query), y_query)
+        # priors that mix feature counts (SCMPrior, PriorMixture of different Dx) say which columns are real
+        num_features = batch.meta.get("num_features")
+        logits = self.network(x_context, y_context, x_query, num_features=num_features)
+        return self.head.nll(logits, y_query)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self.query_nll(batch).mean()

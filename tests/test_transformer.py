@@ -89,3 +89,15 @@ def test_large_query_set_never_builds_a_square_attention_matrix():
     with torch.no_grad():
         out = net(xc, yc, xq)
     assert out.shape == (1, 1000, 7)
+
+
+def test_per_dataset_feature_counts_rescale_like_unpadded_inputs():
+    net = small_net(max_features=4)
+    xc, yc, xq = inputs(batch=2, d=2)
+    padded_c = torch.nn.functional.pad(xc, (0, 2))
+    padded_q = torch.nn.functional.pad(xq, (0, 2))
+    expected = net(xc, yc, xq)
+    got = net(padded_c, yc, padded_q, num_features=torch.tensor([2, 2]))
+    assert torch.allclose(got, expected, atol=1e-6)
+    mixed = net(padded_c, yc, padded_q, num_features=torch.tensor([2, 1]))
+    assert torch.allclose(mixed[0], expected[0], atol=1e-6) and not torch.allclose(mixed[1], expected[1])
