@@ -61,7 +61,7 @@ class PriorMixture:
         device = generator.device if generator is not None else None
         choice = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
         counts = torch.bincount(choice, minlength=len(self.priors)).tolist()
-        xs, ys, components = [], [], []
+        xs, ys, components, feature_counts = [], [], [], []
         for index, (prior, count) in enumerate(zip(self.priors, counts)):
             if count == 0:
                 continue
@@ -69,8 +69,15 @@ class PriorMixture:
             xs.append(F.pad(part.x, (0, self.num_features - part.x.shape[-1])))
             ys.append(part.y)
             components.append(torch.full((count,), index, dtype=torch.long, device=part.x.device))
+            own = part.meta.get("num_features")
+            feature_counts.append(own if own is not None else torch.full_like(components[-1], part.x.shape[-1]))
         order = torch.randperm(batch_size, generator=generator, device=device)
         x = torch.cat(xs)[order]
         y = torch.cat(ys)[order] if all(y is not None for y in ys) else None
         component = torch.cat(components)[order]
-        return Batch(x=x, y=y, meta={"component": component, "component_names": self.names})
+        meta = {
+            "component": component,
+            "component_names": self.names,
+            "num_features": torch.cat(feature_counts)[order],  # real (unpadded) columns per dataset
+        }
+        return Batch(x=x, y=y, meta=meta)

@@ -180,6 +180,7 @@ def test_mixture_follows_weights_pads_inputs_and_is_deterministic():
     from_gp = batch.meta["component"] == 0
     assert abs(from_gp.float().mean().item() - 0.75) < 0.03
     assert torch.all(batch.x[from_gp][..., 1:] == 0)  # GP datasets padded from Dx=1 to 3
+    assert torch.all(batch.meta["num_features"][from_gp] == 1) and torch.all(batch.meta["num_features"][~from_gp] == 3)
     again = mix.sample(4000, 5, generator=torch.Generator().manual_seed(0))
     assert torch.equal(batch.y, again.y)
     with pytest.raises(InvalidHyperparameterError, match="non-negative"):
