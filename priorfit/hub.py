@@ -209,13 +209,6 @@ def resolve_checkpoint(
         raise CheckpointError(f"{error}{corrupt_note} (checked: {', '.join(checked)})") from None
 
 
-def verify_file(spec: CheckpointSpec, path: Path) -> None:
-    """Raise if ``path`` is not exactly the registered file (every load re-checks)."""
-    actual = sha256_of(path)
-    if actual != spec.sha256:
-        raise CheckpointError(f"{path}: sha256 {actual} does not match the registry's {spec.sha256} for {spec.name!r}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``priorfit-download NAME [NAME ...]`` / ``--all`` / ``--list``."""
     parser = argparse.ArgumentParser(prog="priorfit-download", description="Fetch named priorfit checkpoints.")

@@ -155,8 +155,6 @@ class PriorDataModule(pl.LightningDataModule):
             stream,
             batch_size=None,
             num_workers=self.num_workers,
-            persistent_workers=False,
-            collate_fn=None,
         )
 
     def validation_set(self) -> FixedPriorSet:

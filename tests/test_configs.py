@@ -50,6 +50,15 @@ def test_wandb_is_offline_by_default(tmp_path):
     assert cfg.logger.offline is True
 
 
+# a few seconds of CPU for a CLI run
+SHORT_CLI_RUN = [
+    "data.val_batches=1",
+    "task.border_datasets=200",
+    "network.n_layers=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
 def _cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(env_extra)
@@ -60,14 +69,7 @@ def _cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.Co
 def test_cli_trains_from_any_directory_with_offline_wandb_and_reports_the_gap(tmp_path):
     """The README's main command, shortened: no account, no network, ends with the checkpoint and gap."""
     result = _cli(
-        [
-            "trainer.max_steps=4",
-            "trainer.val_check_interval=2",
-            "data.val_batches=2",
-            "task.border_datasets=200",
-            "network.n_layers=1",
-            "trainer.enable_progress_bar=false",
-        ],
+        ["trainer.max_steps=4", "trainer.val_check_interval=2", *SHORT_CLI_RUN],
         cwd=tmp_path,
         env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs"), "HOME": str(tmp_path)},
     )
@@ -84,13 +86,11 @@ def test_multirun_sweep(tmp_path):
     result = _cli(
         [
             "-m",
+            *[o for o in SHORT_CLI_RUN if not o.startswith("network.n_layers")],
             "network.n_layers=1,2",
             "trainer.max_steps=2",
             "trainer.val_check_interval=2",
-            "data.val_batches=1",
-            "task.border_datasets=200",
             "logger=none",
-            "trainer.enable_progress_bar=false",
         ],
         cwd=tmp_path,
         env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs")},
@@ -123,11 +123,8 @@ def test_user_prior_from_own_config_dir(tmp_path):
             "experiment_name=sine",
             "trainer.max_steps=3",
             "trainer.val_check_interval=3",
-            "data.val_batches=1",
-            "task.border_datasets=100",
-            "network.n_layers=1",
             "logger=none",
-            "trainer.enable_progress_bar=false",
+            *SHORT_CLI_RUN,
         ],
         cwd=tmp_path,
         env_extra={"PRIORFIT_RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(tmp_path)},

@@ -160,3 +160,4 @@ def test_unknown_name_suggests_close_matches(server, cache):
 
 def test_cli_lists_checkpoints(capsys):
     assert main(["--list"]) == 0
+    assert "pfn-gp-1d" in capsys.readouterr().out

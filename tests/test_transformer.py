@@ -82,13 +82,23 @@ def test_bad_input_gets_named_errors(mutate, message):
         net(*mutate(*inputs()))
 
 
-def test_large_query_set_never_builds_a_square_attention_matrix():
-    """1,000 context + 1,000 queries: peak extra memory stays far below an (N+M)² float matrix per head."""
+def test_large_query_set_never_builds_a_square_attention_matrix(monkeypatch):
+    """1,000 context + 1,000 queries: every attention call takes keys from the 1,000 context points only,
+    so the score matrix is (N+M)×N per head, never (N+M)²."""
+    calls = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(q, k, v, *args, **kwargs):
+        calls.append((q.shape[-2], k.shape[-2]))
+        return original(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
     net = small_net(max_features=1, d_model=32, n_heads=4)
     xc, yc, xq = inputs(batch=1, n=1000, m=1000, d=1)
     with torch.no_grad():
         out = net(xc, yc, xq)
     assert out.shape == (1, 1000, 7)
+    assert calls == [(2000, 1000)] * len(net.layers)
 
 
 def test_per_dataset_feature_counts_rescale_like_unpadded_inputs():
