@@ -63,6 +63,11 @@ class BarDistribution(nn.Module):
         return self.borders.numel() - 1
 
     @property
+    def num_outputs(self) -> int:
+        """Logits the network must produce per query (one per bucket)."""
+        return self.num_buckets
+
+    @property
     def widths(self) -> Tensor:
         return torch.diff(self.borders)
 

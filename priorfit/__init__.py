@@ -18,7 +18,10 @@ from priorfit.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PFNClassifier",
+    "PFNRegressor",
     "load_checkpoint",
+    "load_pfn",
     "export_checkpoint",
     "PriorfitError",
     "PriorfitValidationError",
@@ -26,7 +29,13 @@ __all__ = [
     "CheckpointError",
 ]
 
-_LAZY = {"load_checkpoint": "priorfit.checkpoint", "export_checkpoint": "priorfit.checkpoint"}
+_LAZY = {
+    "load_checkpoint": "priorfit.checkpoint",
+    "load_pfn": "priorfit.checkpoint",
+    "export_checkpoint": "priorfit.checkpoint",
+    "PFNClassifier": "priorfit.estimators",
+    "PFNRegressor": "priorfit.estimators",
+}
 
 
 def __getattr__(name: str) -> Any:

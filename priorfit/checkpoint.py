@@ -11,7 +11,7 @@ import torch
 
 from priorfit.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "export_checkpoint", "FORMAT_VERSION"]
+__all__ = ["load_checkpoint", "load_pfn", "export_checkpoint", "PFNModel", "FORMAT_VERSION"]
 
 FORMAT_VERSION = "1"
 _TASKS = {"PFNTask": "priorfit.tasks.pfn"}
@@ -59,12 +59,68 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torc
     else:
         task_name, hparams, state = _read_lightning(path)
     task_cls = _task_class(task_name, path)
+    if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
+        hparams = {**hparams, "borders": state["head.borders"]}
     task = task_cls(**hparams)
     try:
         task.load_state_dict(state)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
     return task.to(map_location).eval()
+
+
+class PFNModel(torch.nn.Module):
+    """A trained PFN for inference only: the network and its head, without Lightning or the prior.
+
+    ``model(x_context, y_context, x_query)`` gives per-query logits; ``model.head(logits)`` the
+    predictive distribution. ``objective`` is "regression" or "classification".
+    """
+
+    def __init__(self, network: torch.nn.Module, head: torch.nn.Module, hyper_parameters: dict) -> None:
+        super().__init__()
+        self.network = network
+        self.head = head
+        self.hyper_parameters = hyper_parameters
+        self.objective: str = hyper_parameters.get("objective", "regression")
+
+    def forward(self, x_context: torch.Tensor, y_context: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        return self.network(x_context, y_context, x_query)
+
+
+def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> PFNModel:
+    """Load a PFN checkpoint for inference (what the estimators use).
+
+    Resolves names and paths like :func:`load_checkpoint` but builds only the network and its head
+    from the stored configuration, so neither Lightning nor Hydra nor the prior is imported or built.
+    """
+    from priorfit.hub import resolve_checkpoint
+    from priorfit.networks.bar_distribution import BarDistribution
+    from priorfit.networks.heads import ClassificationHead
+    from priorfit.networks.transformer import PFNTransformer
+
+    path = resolve_checkpoint(name_or_path)
+    with open(path, "rb") as handle:
+        head_bytes = handle.read(16)
+    reader = _read_safetensors if path.suffix == ".safetensors" or _looks_like_safetensors(head_bytes) else _read_lightning
+    task_name, hparams, state = reader(path)
+    network_config = dict(hparams.get("network") or {})
+    target = network_config.pop("_target_", "priorfit.networks.PFNTransformer")
+    if task_name != "PFNTask" or not target.endswith("PFNTransformer"):
+        raise CheckpointError(f"{path} holds a {task_name} ({target}), not a PFN; use priorfit.load_checkpoint for it")
+    if hparams.get("objective") == "classification":
+        head = ClassificationHead(int(hparams["num_classes"]))
+    elif "head.borders" in state:
+        head = BarDistribution(state["head.borders"])
+    else:
+        raise CheckpointError(f"{path}: a regression PFN checkpoint without stored bucket borders")
+    network = PFNTransformer(**network_config, num_outputs=head.num_outputs)
+    model = PFNModel(network, head, hparams)
+    weights = {key: value for key, value in state.items() if key.startswith(("network.", "head."))}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
+    return model.to(map_location).eval()
 
 
 def _looks_like_safetensors(head: bytes) -> bool:

@@ -35,6 +35,8 @@ class SCMPrior:
         edge_prob: hyperprior of the probability that an edge between consecutive layers exists.
         noise_std: hyperprior of the per-node Gaussian noise.
         categorical_prob: hyperprior of the fraction of features turned categorical (2..8 levels).
+        shuffle_classes: relabel each dataset's classes by a random permutation, so class indices carry
+            no order (real labels rarely follow the target's order); False keeps them ordinal.
 
     Example:
         >>> prior = SCMPrior(num_features=5, task="classification")
@@ -57,6 +59,7 @@ class SCMPrior:
         edge_prob: HyperparameterSpec = Uniform(0.3, 0.9),
         noise_std: HyperparameterSpec = LogUniform(0.01, 0.5),
         categorical_prob: HyperparameterSpec = Uniform(0.0, 0.3),
+        shuffle_classes: bool = True,
     ) -> None:
         if not isinstance(num_features, int) or num_features < 1:
             raise InvalidHyperparameterError(f"num_features must be a positive integer, got {num_features!r}")
@@ -81,6 +84,7 @@ class SCMPrior:
         self.edge_prob = as_hyperprior(edge_prob, "edge_prob")
         self.noise_std = as_hyperprior(noise_std, "noise_std")
         self.categorical_prob = as_hyperprior(categorical_prob, "categorical_prob", positive=False)
+        self.shuffle_classes = shuffle_classes
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
         dev = generator.device if generator is not None else None
@@ -152,6 +156,8 @@ class SCMPrior:
         if self.task == "classification":
             num_classes = randint(2, self.max_classes, (b,))
             y = self._classes(y, num_classes, uniform)
+            if self.shuffle_classes:
+                y = self._permute_classes(y, num_classes, uniform)
             meta["num_classes"] = num_classes
         return Batch(x=x, y=y, meta=meta)
 
@@ -176,6 +182,17 @@ class SCMPrior:
         active = torch.arange(k - 1, device=y.device) < (num_classes - 1).unsqueeze(1)
         thresholds = torch.where(active, thresholds, torch.full_like(thresholds, float("inf")))
         return (y > thresholds.unsqueeze(1)).sum(-1, keepdim=True).float()
+
+
+    @staticmethod
+    def _permute_classes(y: Tensor, num_classes: Tensor, uniform) -> Tensor:
+        """Map each dataset's labels 0..k-1 through its own random permutation of 0..k-1."""
+        b, k = y.shape[0], int(num_classes.max())
+        keys = torch.where(
+            torch.arange(k, device=y.device) < num_classes.unsqueeze(1), uniform(b, k), torch.full((b, k), 2.0, device=y.device)
+        )
+        permutation = keys.argsort(1)  # (B, k): active classes first, in random order
+        return permutation.gather(1, y.squeeze(-1).long()).unsqueeze(-1).float()
 
 
 def _row_quantiles(values: Tensor, probs: Tensor) -> Tensor:

@@ -47,6 +47,8 @@ class PFNTask(pl.LightningModule):
         warmup_steps, min_lr_ratio: linear warm-up, then cosine decay to ``lr * min_lr_ratio``
             at the trainer's last step.
         seed: seeds the border draws.
+        borders: known bucket borders (a checkpoint's), which skips drawing them from the prior; not a
+            hyperparameter, since the checkpoint's weights restore them anyway.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class PFNTask(pl.LightningModule):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.0,
         seed: int = 0,
+        borders: Tensor | None = None,
     ) -> None:
         super().__init__()
         prior, network = _plain(prior), _plain(network)
@@ -87,9 +90,11 @@ class PFNTask(pl.LightningModule):
         )
         self.prior = instantiate(prior, _convert_="all")
         if objective == "regression":
-            generator = torch.Generator().manual_seed(seed)
-            draws = self.prior.sample(border_datasets, border_points, generator=generator)
-            self.head = BarDistribution(borders_from_samples(draws.y, num_buckets))
+            if borders is None:
+                generator = torch.Generator().manual_seed(seed)
+                draws = self.prior.sample(border_datasets, border_points, generator=generator)
+                borders = borders_from_samples(draws.y, num_buckets)
+            self.head = BarDistribution(borders)
             num_outputs = num_buckets
         elif objective == "classification":
             self.head = ClassificationHead(num_classes)

@@ -1,0 +1,326 @@
+"""scikit-learn estimators around pretrained tabular PFNs: ``PFNClassifier`` and ``PFNRegressor``.
+
+``fit`` stores the (preprocessed) training table as the context; ``predict*`` runs one forward pass of
+the pretrained transformer per query chunk, for every ensemble member at once, and averages the members'
+predictive distributions. No gradient step ever happens: "fitting" is conditioning.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from priorfit.checkpoint import PFNModel, load_pfn
+from priorfit.errors import PriorfitValidationError
+from priorfit.networks.bar_distribution import BarDistribution
+from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder
+
+__all__ = ["PFNClassifier", "PFNRegressor", "PretrainingLimitError", "MAX_TRAIN_ROWS"]
+
+# the bundled checkpoints saw contexts of at most 448 rows; beyond 1,000 their accuracy is untested
+MAX_TRAIN_ROWS = 1000
+DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+class PretrainingLimitError(PriorfitValidationError):
+    """The data exceed what the checkpoint was trained for (features, classes or rows)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_model(checkpoint: str, device: str) -> PFNModel:
+    return load_pfn(checkpoint, map_location=device)
+
+
+class _TabularPFN(BaseEstimator):
+    """Shared fit/predict machinery; subclasses say the objective and read the averaged outputs."""
+
+    _objective: str
+    _default_checkpoint: str
+
+    def __init__(
+        self,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        n_estimators: int = 4,
+        random_state: int | np.random.RandomState | None = 0,
+        device: str = "cpu",
+        ignore_pretraining_limits: bool = False,
+        max_memory_mb: float = 1024.0,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+        self.device = device
+        self.ignore_pretraining_limits = ignore_pretraining_limits
+        self.max_memory_mb = max_memory_mb
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = False
+        tags.non_deterministic = False
+        return tags
+
+    # ----------------------------------------------------------------------------------- fitting
+    def _fit_context(self, X, y_context: np.ndarray) -> None:
+        """Load the model, check limits, fit the members' views and store the context tensors."""
+        if not isinstance(self.n_estimators, (int, np.integer)) or self.n_estimators < 1:
+            raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
+        if not self.max_memory_mb > 0:
+            raise ValueError(f"max_memory_mb must be positive, got {self.max_memory_mb!r}")
+        self.model_ = self._load_model()
+        num_rows, num_features = X.shape
+        max_features = self.model_.network.max_features
+        if num_rows > MAX_TRAIN_ROWS:
+            self._limit("training rows", num_rows, MAX_TRAIN_ROWS)
+        if num_features > max_features:
+            self._limit("features", num_features, max_features)
+        self.encoder_ = TableEncoder()
+        encoded = self.encoder_.fit_transform(X)
+        rng = check_random_state(self.random_state)
+        self.members_: list[MemberView] = []
+        for index in range(self.n_estimators):
+            if num_features > max_features:  # only with ignore_pretraining_limits: a random subset per member
+                order = np.sort(rng.choice(num_features, max_features, replace=False))
+                order = rng.permutation(order) if index else order
+            else:
+                order = rng.permutation(num_features) if index else np.arange(num_features)
+            view = MemberView(NUMERIC_TRANSFORMS[index % len(NUMERIC_TRANSFORMS)], order, self.encoder_.categorical_)
+            self.members_.append(view.fit(encoded))
+        self.context_x_ = self._views(encoded)
+        self.context_y_ = torch.tensor(np.array(y_context), dtype=torch.float32, device=self.device)
+
+    def _load_model(self) -> PFNModel:
+        name = str(self.checkpoint) if self.checkpoint is not None else self._default_checkpoint
+        model = _cached_model(name, str(self.device))
+        if model.objective != self._objective:
+            raise PriorfitValidationError(
+                f"checkpoint {name!r} is a {model.objective} PFN; {type(self).__name__} needs a {self._objective} one"
+            )
+        return model
+
+    def _limit(self, what: str, value: int, limit: int) -> None:
+        if not self.ignore_pretraining_limits:
+            raise PretrainingLimitError(
+                f"{value} {what} exceed this checkpoint's pretraining limit of {limit}; predictions past it are "
+                f"untested. Pass ignore_pretraining_limits=True to {type(self).__name__} to run anyway"
+                + (" (each ensemble member then sees a random subset of the features)" if what == "features" else "")
+            )
+
+    def _views(self, encoded: np.ndarray) -> torch.Tensor:
+        """(E, rows, features) float32 tensor: every member's view of an encoded table."""
+        views = np.stack([member.transform(encoded) for member in self.members_])
+        return torch.as_tensor(views, dtype=torch.float32, device=self.device)
+
+    # ------------------------------------------------------------------------------- prediction
+    def _validate_query(self, X) -> torch.Tensor:
+        check_is_fitted(self, "members_")
+        X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite="allow-nan")
+        encoded = self.encoder_.transform(X)
+        if np.isinf(encoded).any():
+            raise ValueError("X contains infinity; replace it (NaN is allowed and imputed)")
+        return self._views(encoded)
+
+    def _query_chunk_rows(self) -> int:
+        """Query rows per forward pass so that activations stay under ``max_memory_mb``."""
+        network = self.model_.network
+        layer = network.layers[0]
+        d_model, d_ff = layer.to_q.in_features, layer.ff[0].out_features
+        members, num_context = self.context_x_.shape[:2]
+        # per token: residual, normed, q/k/v, attention output, MLP hidden, output logits (float32);
+        # per query token also its row of attention weights when SDPA falls back to the math kernel
+        per_token = 4 * members * (6 * d_model + d_ff + network.num_outputs)
+        per_query = per_token + 4 * members * layer.n_heads * num_context
+        free = self.max_memory_mb * 2**20 - per_token * num_context
+        return max(1, int(free // (2 * per_query)))  # x2: headroom for temporaries
+
+    @torch.no_grad()
+    def _member_logits(self, x_query: torch.Tensor) -> torch.Tensor:
+        """(E, m, K) logits of every member for every query row, in memory-bounded chunks."""
+        chunk = self._query_chunk_rows()
+        outputs = [
+            self.model_(self.context_x_, self.context_y_, x_query[:, start : start + chunk])
+            for start in range(0, x_query.shape[1], chunk)
+        ]
+        return torch.cat(outputs, dim=1)
+
+    def _fit_input(self, X, y, **kwargs):
+        return validate_data(self, X, y, dtype=None, ensure_all_finite="allow-nan", ensure_min_samples=2, **kwargs)
+
+
+class PFNClassifier(ClassifierMixin, _TabularPFN):
+    """Classifier backed by a pretrained tabular PFN (default checkpoint ``tabular-clf-small``).
+
+    Args:
+        checkpoint: registered name or path of a classification PFN checkpoint.
+        n_estimators: ensemble members (feature shuffles, class-label permutations, numeric
+            transforms); their predictive probabilities are averaged.
+        random_state: seeds the members' permutations; fixed by default, so results are deterministic.
+        device: torch device for inference.
+        ignore_pretraining_limits: run on more features / rows than the checkpoint was trained for.
+        max_memory_mb: bound on activation memory per forward pass; queries are chunked to fit.
+
+    Example:
+        >>> from sklearn.datasets import load_iris
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = PFNClassifier().fit(X[::2], y[::2])
+        >>> clf.predict_proba(X[1::2]).shape
+        (75, 3)
+    """
+
+    _objective = "classification"
+    _default_checkpoint = "tabular-clf-small"
+
+    def fit(self, X, y) -> PFNClassifier:
+        X, y = self._fit_input(X, y)
+        check_classification_targets(y)
+        self.label_encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.label_encoder_.classes_
+        labels = self.label_encoder_.transform(y)
+        num_classes = len(self.classes_)
+        self._fit_context(X, np.zeros(len(labels)))
+        max_classes = self.model_.head.num_classes
+        if num_classes > max_classes:
+            # a head has a fixed number of class logits: this limit cannot be lifted
+            raise PretrainingLimitError(
+                f"{num_classes} classes exceed this checkpoint's limit of {max_classes} (its output layer has "
+                f"{max_classes} class logits); train a checkpoint with more classes (task.num_classes)"
+            )
+        rng = check_random_state(self.random_state)
+        # member 0 sees the labels as given, the others through a random relabelling each
+        self.class_permutations_ = np.stack(
+            [np.arange(num_classes)] + [rng.permutation(num_classes) for _ in range(self.n_estimators - 1)]
+        )
+        member_labels = self.class_permutations_[:, labels]  # (E, n)
+        self.context_y_ = torch.as_tensor(member_labels, dtype=torch.float32, device=self.device)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n_queries, n_classes) class probabilities, columns in the order of ``classes_``."""
+        x_query = self._validate_query(X)
+        num_classes = len(self.classes_)
+        if num_classes == 1:
+            return np.ones((x_query.shape[1], 1))
+        logits = self._member_logits(x_query)[..., :num_classes]  # (E, m, k): only the classes that exist
+        probs = logits.double().softmax(-1)
+        # member e showed class c as label perm[e, c]: read its column perm[e, c] back as class c
+        index = torch.as_tensor(self.class_permutations_, device=probs.device)
+        probs = probs.gather(2, index.unsqueeze(1).expand(-1, probs.shape[1], -1))
+        return probs.mean(0).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each query row (labels as given to ``fit``)."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)]
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+
+OutputType = Literal["mean", "median", "mode", "quantiles", "full"]
+
+
+class PFNRegressor(RegressorMixin, _TabularPFN):
+    """Regressor backed by a pretrained tabular PFN (default checkpoint ``tabular-reg-small``).
+
+    The prediction for each row is a whole distribution (a bar distribution in standardised target
+    units, mapped back); ``predict`` reads a point or quantiles off it, ``predict_log_density``
+    evaluates it. Arguments as for :class:`PFNClassifier`.
+
+    Example:
+        >>> from sklearn.datasets import load_diabetes
+        >>> X, y = load_diabetes(return_X_y=True)
+        >>> reg = PFNRegressor().fit(X[:300], y[:300])
+        >>> reg.predict_quantiles(X[300:], [0.05, 0.95]).shape
+        (142, 2)
+    """
+
+    _objective = "regression"
+    _default_checkpoint = "tabular-reg-small"
+
+    def fit(self, X, y) -> PFNRegressor:
+        X, y = self._fit_input(X, y, y_numeric=True)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_ = float(y.mean())
+        spread = float(y.std())
+        self.y_scale_ = spread if spread > 1e-12 * max(1.0, abs(self.y_mean_)) else 1.0
+        standardized = (y - self.y_mean_) / self.y_scale_
+        self._fit_context(X, np.broadcast_to(standardized, (self.n_estimators, len(y))))
+        # float64 copy of the bucket borders: quantiles and densities are read off in double precision
+        self.head_ = BarDistribution(self.model_.head.borders.double())
+        return self
+
+    def _averaged_logits(self, X) -> torch.Tensor:
+        """(m, K) log of the members' averaged bucket probabilities (standardised units)."""
+        logits = self._member_logits(self._validate_query(X)).double()
+        return logits.log_softmax(-1).logsumexp(0) - math.log(logits.shape[0])
+
+    def predict(self, X, *, output_type: OutputType = "mean", quantiles=DEFAULT_QUANTILES) -> Any:
+        """Point predictions (``"mean"``, ``"median"``, ``"mode"``), ``"quantiles"`` (list of arrays, one
+        per level), or ``"full"``: a dict of all of them plus ``"borders"`` and ``"probabilities"``
+        (bucket edges in target units and each row's bucket probabilities)."""
+        if output_type not in ("mean", "median", "mode", "quantiles", "full"):
+            raise ValueError(f"output_type must be mean, median, mode, quantiles or full, got {output_type!r}")
+        logits = self._averaged_logits(X)
+        head = self.head_
+        levels = _check_quantiles(quantiles)
+
+        def unscale(values: torch.Tensor) -> np.ndarray:
+            return (values * self.y_scale_ + self.y_mean_).cpu().numpy()
+
+        def mode() -> np.ndarray:
+            density = logits.exp() / head.widths
+            centers = (head.borders[1:] + head.borders[:-1]) / 2
+            return unscale(centers[density.argmax(-1)])
+
+        if output_type == "mean":
+            return unscale(head.mean(logits))
+        if output_type == "median":
+            return unscale(head.quantile(logits, 0.5))
+        if output_type == "mode":
+            return mode()
+        quantile_values = [unscale(head.quantile(logits, q)) for q in levels]
+        if output_type == "quantiles":
+            return quantile_values
+        return {
+            "mean": unscale(head.mean(logits)),
+            "median": unscale(head.quantile(logits, 0.5)),
+            "mode": mode(),
+            "quantiles": quantile_values,
+            "borders": unscale(head.borders),
+            "probabilities": logits.exp().cpu().numpy(),
+        }
+
+    def predict_quantiles(self, X, quantiles=DEFAULT_QUANTILES) -> np.ndarray:
+        """(n_queries, len(quantiles)) predictive quantiles."""
+        return np.stack(self.predict(X, output_type="quantiles", quantiles=quantiles), axis=1)
+
+    def predict_log_density(self, X, y) -> np.ndarray:
+        """log p(y_i | x_i, training data) for each query row, in the units of y."""
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        logits = self._averaged_logits(X)
+        if len(y) != logits.shape[0]:
+            raise ValueError(f"X has {logits.shape[0]} rows but y has {len(y)} values")
+        if not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity")
+        standardized = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float64, device=logits.device)
+        log_density = self.head_.log_density(logits, standardized)
+        return (log_density - math.log(self.y_scale_)).cpu().numpy()
+
+
+def _check_quantiles(quantiles) -> list[float]:
+    levels = [float(q) for q in np.atleast_1d(quantiles)]
+    if not levels or not all(0.0 < q < 1.0 for q in levels):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles!r}")
+    return levels

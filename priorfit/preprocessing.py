@@ -1,0 +1,136 @@
+"""Tabular preprocessing for the PFN estimators: encode a user's table, then one view per ensemble member.
+
+Everything is fitted on the training rows only. ``TableEncoder`` turns a numeric array or a pandas
+DataFrame (string / categorical / boolean columns allowed, NaN allowed) into a float matrix with
+categorical columns as ordinal codes. ``MemberView`` is one ensemble member's view of it: a numeric
+transform (standardisation with clipping, or a quantile transform to a normal), a feature
+permutation and, past the feature limit, a feature subset.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OrdinalEncoder, QuantileTransformer, StandardScaler
+
+__all__ = ["TableEncoder", "MemberView", "NUMERIC_TRANSFORMS"]
+
+NUMERIC_TRANSFORMS = ("standard", "quantile")
+# categorical codes are passed as 0..L-1 like the SCM prior's; columns with more levels are treated as numbers
+MAX_CATEGORICAL_LEVELS = 16
+CLIP = 5.0
+
+
+def _is_categorical_dtype(dtype) -> bool:
+    kind = getattr(dtype, "kind", "O")
+    return kind in "OSUb" or str(dtype) in ("category", "string", "boolean", "str")
+
+
+class TableEncoder:
+    """Ordinal-encodes non-numeric columns and imputes missing values (medians / most frequent).
+
+    ``fit_transform(X)`` on the training table, ``transform(X)`` on query tables; unseen
+    categories and NaN become the imputed value. ``categorical_`` marks the encoded columns.
+    """
+
+    def fit(self, X) -> TableEncoder:
+        columns = _columns(X)
+        self.categorical_ = np.array([_is_categorical_dtype(np.asarray(col).dtype) for col in columns], dtype=bool)
+        if self.categorical_.any():
+            self.ordinal_ = OrdinalEncoder(
+                handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+            ).fit(_stack([_strings(col) for col, is_cat in zip(columns, self.categorical_) if is_cat]))
+        numeric = self._encode(columns)
+        self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(numeric)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        return self.imputer_.transform(self._encode(_columns(X))).astype(np.float64)
+
+    def fit_transform(self, X) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def _encode(self, columns: list[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(columns[0]), len(columns)), dtype=np.float64)
+        categorical = [i for i, is_cat in enumerate(self.categorical_) if is_cat]
+        if categorical:
+            codes = self.ordinal_.transform(_stack([_strings(columns[i]) for i in categorical]))
+            out[:, categorical] = codes
+        for i, is_cat in enumerate(self.categorical_):
+            if not is_cat:
+                out[:, i] = np.asarray(columns[i], dtype=np.float64)
+        return out
+
+
+def _columns(X) -> list[np.ndarray]:
+    if hasattr(X, "iloc"):  # pandas DataFrame: keep each column's own dtype
+        return [X.iloc[:, i].to_numpy() for i in range(X.shape[1])]
+    array = np.asarray(X)
+    if array.dtype.kind == "O":  # a mixed object array: numeric-looking columns become numbers
+        return [_maybe_numeric(array[:, i]) for i in range(array.shape[1])]
+    return [array[:, i] for i in range(array.shape[1])]
+
+
+def _maybe_numeric(column: np.ndarray) -> np.ndarray:
+    try:
+        return column.astype(np.float64)
+    except (TypeError, ValueError):
+        return column
+
+
+def _strings(column: np.ndarray) -> np.ndarray:
+    """Categories as strings, with None/NaN kept as NaN so the encoder treats them as missing."""
+    cells = []
+    for value in column:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            cells.append(np.nan)
+        elif isinstance(value, (str, bytes, bool, int, float, np.generic)):
+            cells.append(str(value))
+        else:
+            raise TypeError(f"table cells must be numbers or strings (argument must be a string or a number), "
+                            f"got a {type(value).__name__}: {value!r}")
+    return np.array(cells, dtype=object)
+
+
+def _stack(columns: list[np.ndarray]) -> np.ndarray:
+    return np.stack(columns, axis=1)
+
+
+class MemberView:
+    """One ensemble member's fixed transform of an encoded table (fitted on the training rows).
+
+    Args:
+        numeric_transform: "standard" (z-score clipped at ±5) or "quantile" (to a standard normal).
+        feature_order: column indices in the order the member shows them (a permutation, or a
+            subset when the table has more features than the network takes).
+        categorical: which encoded columns hold categorical codes (passed through as codes).
+    """
+
+    def __init__(
+        self,
+        numeric_transform: Literal["standard", "quantile"],
+        feature_order: np.ndarray,
+        categorical: np.ndarray,
+    ) -> None:
+        self.numeric_transform = numeric_transform
+        self.feature_order = feature_order
+        self.categorical = categorical
+
+    def fit(self, X: np.ndarray) -> MemberView:
+        levels = np.array([len(np.unique(col)) for col in X.T]) if X.size else np.zeros(X.shape[1])
+        self.as_codes_ = self.categorical & (levels <= MAX_CATEGORICAL_LEVELS)
+        numeric = X[:, ~self.as_codes_]
+        if self.numeric_transform == "quantile":
+            quantiles = max(2, min(1000, X.shape[0]))
+            self.scaler_ = QuantileTransformer(n_quantiles=quantiles, output_distribution="normal").fit(numeric)
+        else:
+            self.scaler_ = StandardScaler().fit(numeric)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        out = X.astype(np.float64, copy=True)
+        if (~self.as_codes_).any():
+            out[:, ~self.as_codes_] = np.clip(self.scaler_.transform(X[:, ~self.as_codes_]), -CLIP, CLIP)
+        return out[:, self.feature_order]
