@@ -101,7 +101,9 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     path = resolve_checkpoint(name_or_path)
     with open(path, "rb") as handle:
         head_bytes = handle.read(16)
-    reader = _read_safetensors if path.suffix == ".safetensors" or _looks_like_safetensors(head_bytes) else _read_lightning
+    reader = (
+        _read_safetensors if path.suffix == ".safetensors" or _looks_like_safetensors(head_bytes) else _read_lightning
+    )
     task_name, hparams, state = reader(path)
     network_config = dict(hparams.get("network") or {})
     target = network_config.pop("_target_", "priorfit.networks.PFNTransformer")

@@ -89,8 +89,10 @@ def _strings(column: np.ndarray) -> np.ndarray:
         elif isinstance(value, (str, bytes, bool, int, float, np.generic)):
             cells.append(str(value))
         else:
-            raise TypeError(f"table cells must be numbers or strings (argument must be a string or a number), "
-                            f"got a {type(value).__name__}: {value!r}")
+            raise TypeError(
+                f"table cells must be numbers or strings (argument must be a string or a number), "
+                f"got a {type(value).__name__}: {value!r}"
+            )
     return np.array(cells, dtype=object)
 
 

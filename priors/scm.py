@@ -183,13 +183,14 @@ class SCMPrior:
         thresholds = torch.where(active, thresholds, torch.full_like(thresholds, float("inf")))
         return (y > thresholds.unsqueeze(1)).sum(-1, keepdim=True).float()
 
-
     @staticmethod
     def _permute_classes(y: Tensor, num_classes: Tensor, uniform) -> Tensor:
         """Map each dataset's labels 0..k-1 through its own random permutation of 0..k-1."""
         b, k = y.shape[0], int(num_classes.max())
         keys = torch.where(
-            torch.arange(k, device=y.device) < num_classes.unsqueeze(1), uniform(b, k), torch.full((b, k), 2.0, device=y.device)
+            torch.arange(k, device=y.device) < num_classes.unsqueeze(1),
+            uniform(b, k),
+            torch.full((b, k), 2.0, device=y.device),
         )
         permutation = keys.argsort(1)  # (B, k): active classes first, in random order
         return permutation.gather(1, y.squeeze(-1).long()).unsqueeze(-1).float()

@@ -10,9 +10,8 @@ from sklearn.datasets import load_breast_cancer, load_iris, make_regression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from priorfit.estimators import MAX_TRAIN_ROWS, PFNClassifier, PFNRegressor, PretrainingLimitError
 from priorfit.errors import PriorfitValidationError
-
+from priorfit.estimators import MAX_TRAIN_ROWS, PFNClassifier, PFNRegressor, PretrainingLimitError
 
 # float32 matrix products round differently for different numbers of query rows (~2e-7 relative); the
 # check demands 1e-7. test_predictions_are_deterministic_and_rows_independent asserts agreement to 1e-5.
