@@ -87,7 +87,7 @@ class BarDistribution(nn.Module):
     def log_density(self, logits: Tensor, y: Tensor) -> Tensor:
         """log p(y) for logits (..., K) and y (...)."""
         y = y.to(logits.dtype)
-        shape = torch.broadcast_shapes(logits.shape[:-1], y.shape)
+        shape = _broadcast_shape(logits.shape[:-1], y.shape)
         y = y.expand(shape)
         index = self.bucket_index(y)
         if logits.shape[:-1] == shape:
@@ -113,7 +113,7 @@ class BarDistribution(nn.Module):
 
     def cdf(self, logits: Tensor, y: Tensor) -> Tensor:
         y = y.to(logits.dtype)
-        shape = torch.broadcast_shapes(logits.shape[:-1], y.shape)
+        shape = _broadcast_shape(logits.shape[:-1], y.shape)
         y = y.expand(shape)
         probs = torch.softmax(logits, dim=-1).expand(*shape, self.num_buckets)
         index = self.bucket_index(y)
@@ -238,3 +238,8 @@ def _half_normal_cdf(distance: Tensor, scale: Tensor) -> Tensor:
 
 def _half_normal_icdf(prob: Tensor, scale: Tensor) -> Tensor:
     return scale * math.sqrt(2.0) * torch.erfinv(prob.clamp(0, 1 - 1e-7))
+
+
+def _broadcast_shape(*shapes: torch.Size) -> torch.Size:
+    """torch.broadcast_shapes without its first-call import of sympy (~0.7 s): broadcast empty tensors."""
+    return torch.broadcast_tensors(*(torch.empty(shape, device="meta") for shape in shapes))[0].shape

@@ -52,12 +52,7 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torc
     from priorfit.hub import resolve_checkpoint
 
     path = resolve_checkpoint(name_or_path)
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
-        task_name, hparams, state = _read_safetensors(path)
-    else:
-        task_name, hparams, state = _read_lightning(path)
+    task_name, hparams, state = _read(path)
     task_cls = _task_class(task_name, path)
     if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
         hparams = {**hparams, "borders": state["head.borders"]}
@@ -99,12 +94,7 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     from priorfit.networks.transformer import PFNTransformer
 
     path = resolve_checkpoint(name_or_path)
-    with open(path, "rb") as handle:
-        head_bytes = handle.read(16)
-    reader = (
-        _read_safetensors if path.suffix == ".safetensors" or _looks_like_safetensors(head_bytes) else _read_lightning
-    )
-    task_name, hparams, state = reader(path)
+    task_name, hparams, state = _read(path)
     network_config = dict(hparams.get("network") or {})
     target = network_config.pop("_target_", "priorfit.networks.PFNTransformer")
     if task_name != "PFNTask" or not target.endswith("PFNTransformer"):
@@ -123,6 +113,15 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
     return model.to(map_location).eval()
+
+
+def _read(path: Path) -> tuple[str, dict, dict]:
+    """(task class name, hyperparameters, state dict) of a safetensors export or a Lightning checkpoint."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
+        return _read_safetensors(path)
+    return _read_lightning(path)
 
 
 def _looks_like_safetensors(head: bytes) -> bool:

@@ -88,13 +88,16 @@ class _TabularPFN(BaseEstimator):
         self.encoder_ = TableEncoder()
         encoded = self.encoder_.fit_transform(X)
         rng = check_random_state(self.random_state)
+        # columns constant on the training rows carry no information; the network never sees them
+        informative = np.flatnonzero(np.ptp(encoded, axis=0) > 0) if num_rows else np.arange(num_features)
+        informative = informative if informative.size else np.arange(1)
         self.members_: list[MemberView] = []
         for index in range(self.n_estimators):
-            if num_features > max_features:  # only with ignore_pretraining_limits: a random subset per member
-                order = np.sort(rng.choice(num_features, max_features, replace=False))
-                order = rng.permutation(order) if index else order
+            if informative.size > max_features:  # only with ignore_pretraining_limits: a random subset per member
+                order = np.sort(rng.choice(informative, max_features, replace=False))
             else:
-                order = rng.permutation(num_features) if index else np.arange(num_features)
+                order = informative
+            order = rng.permutation(order) if index else order
             view = MemberView(NUMERIC_TRANSFORMS[index % len(NUMERIC_TRANSFORMS)], order, self.encoder_.categorical_)
             self.members_.append(view.fit(encoded))
         self.context_x_ = self._views(encoded)

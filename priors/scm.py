@@ -35,6 +35,9 @@ class SCMPrior:
         edge_prob: hyperprior of the probability that an edge between consecutive layers exists.
         noise_std: hyperprior of the per-node Gaussian noise.
         categorical_prob: hyperprior of the fraction of features turned categorical (2..8 levels).
+        argmax_class_prob: probability that a classification dataset's class is the argmax over one random
+            node per class (plus random offsets), which gives cluster-like class regions, rather than
+            bands of the target node cut at thresholds.
         shuffle_classes: relabel each dataset's classes by a random permutation, so class indices carry
             no order (real labels rarely follow the target's order); False keeps them ordinal.
 
@@ -60,6 +63,7 @@ class SCMPrior:
         noise_std: HyperparameterSpec = LogUniform(0.01, 0.5),
         categorical_prob: HyperparameterSpec = Uniform(0.0, 0.3),
         shuffle_classes: bool = True,
+        argmax_class_prob: float = 0.5,
     ) -> None:
         if not isinstance(num_features, int) or num_features < 1:
             raise InvalidHyperparameterError(f"num_features must be a positive integer, got {num_features!r}")
@@ -85,6 +89,9 @@ class SCMPrior:
         self.noise_std = as_hyperprior(noise_std, "noise_std")
         self.categorical_prob = as_hyperprior(categorical_prob, "categorical_prob", positive=False)
         self.shuffle_classes = shuffle_classes
+        if not 0.0 <= argmax_class_prob <= 1.0:
+            raise InvalidHyperparameterError(f"argmax_class_prob must lie in [0, 1], got {argmax_class_prob}")
+        self.argmax_class_prob = argmax_class_prob
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
         dev = generator.device if generator is not None else None
@@ -156,6 +163,9 @@ class SCMPrior:
         if self.task == "classification":
             num_classes = randint(2, self.max_classes, (b,))
             y = self._classes(y, num_classes, uniform)
+            by_argmax = uniform(b) < self.argmax_class_prob
+            if by_argmax.any():
+                y = torch.where(by_argmax.view(-1, 1, 1), self._argmax_classes(nodes, valid, num_classes, uniform), y)
             if self.shuffle_classes:
                 y = self._permute_classes(y, num_classes, uniform)
             meta["num_classes"] = num_classes
@@ -182,6 +192,18 @@ class SCMPrior:
         active = torch.arange(k - 1, device=y.device) < (num_classes - 1).unsqueeze(1)
         thresholds = torch.where(active, thresholds, torch.full_like(thresholds, float("inf")))
         return (y > thresholds.unsqueeze(1)).sum(-1, keepdim=True).float()
+
+    def _argmax_classes(self, nodes: Tensor, valid: Tensor, num_classes: Tensor, uniform) -> Tensor:
+        """Class = argmax over num_classes random valid nodes, each standardised and shifted by a random offset."""
+        b, k = nodes.shape[0], self.max_classes
+        keys = torch.where(valid, uniform(*valid.shape), torch.full_like(valid, 2.0, dtype=torch.float))
+        class_nodes = keys.argsort(1)[:, :k]  # (B, k) random valid nodes first
+        scores = nodes.gather(2, class_nodes.unsqueeze(1).expand(-1, nodes.shape[1], -1))
+        scores = (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True, correction=0).clamp_min(1e-6)
+        offsets = (uniform(b, 1, k) - 0.5) * 2.0  # unequal class sizes
+        active = torch.arange(k, device=nodes.device) < num_classes.view(-1, 1, 1)
+        scores = torch.where(active, scores + offsets, torch.full_like(scores, float("-inf")))
+        return scores.argmax(-1, keepdim=True).float()
 
     @staticmethod
     def _permute_classes(y: Tensor, num_classes: Tensor, uniform) -> Tensor:
