@@ -87,6 +87,18 @@ def test_bundled_gp_checkpoint_is_close_to_the_exact_posterior():
     assert sum(gaps) / len(gaps) < 0.04, gaps
 
 
+def test_inference_loader_matches_the_full_task():
+    """load_pfn builds only network + head (no Lightning, no prior) and gives the same outputs."""
+    from priorfit.checkpoint import load_pfn
+
+    task, model = load_checkpoint("pfn-gp-1d"), load_pfn("pfn-gp-1d")
+    assert model.objective == "regression" and torch.equal(model.head.borders, task.head.borders)
+    data = task.prior.sample(2, 30, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = task(data.x[:, :20], data.y[:, :20], data.x[:, 20:])
+        torch.testing.assert_close(model(data.x[:, :20], data.y[:, :20], data.x[:, 20:]), expected)
+
+
 def test_unknown_checkpoint_name_lists_bundled_ones():
     with pytest.raises(CheckpointError, match="pfn-gp-1d"):
         load_checkpoint("pfn-gp-2d")

@@ -205,6 +205,27 @@ def test_scm_prior_features_classes_and_categoricals():
     assert torch.allclose(numeric.std(1, correction=0), torch.ones(len(numeric)), atol=1e-3)
 
 
+def test_scm_class_assignments_by_threshold_and_by_argmax():
+    """Thresholds cut one node into ordered bands; argmax makes one region per class node. Both relabelled."""
+    generator = torch.Generator().manual_seed(1)
+    for argmax in (0.0, 1.0):
+        prior = SCMPrior(num_features=4, task="classification", max_classes=6, argmax_class_prob=argmax)
+        batch = prior.sample(200, 300, generator=generator)
+        labels, num_classes = batch.y[..., 0].long(), batch.meta["num_classes"]
+        present = torch.tensor([len(labels[i].unique()) for i in range(200)])
+        assert (labels.max(1).values < num_classes).all()
+        assert (present == num_classes).float().mean() > 0.75  # most datasets show every class
+    # with shuffling, label 0 is not systematically the smallest target band
+    unshuffled = SCMPrior(
+        num_features=4, task="classification", max_classes=3, argmax_class_prob=0.0, shuffle_classes=False
+    ).sample(200, 300, generator=generator)
+    shuffled = SCMPrior(num_features=4, task="classification", max_classes=3, argmax_class_prob=0.0)
+    shuffled = shuffled.sample(200, 300, generator=generator)
+    assert (unshuffled.y == 0).any() and not torch.equal(unshuffled.y, shuffled.y)
+    with pytest.raises(InvalidHyperparameterError, match="argmax_class_prob"):
+        SCMPrior(argmax_class_prob=1.5)
+
+
 def test_scm_invalid_settings():
     with pytest.raises(InvalidHyperparameterError, match="task"):
         SCMPrior(task="ranking")
