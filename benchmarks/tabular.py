@@ -164,6 +164,31 @@ def regression() -> dict:
     return results
 
 
+def large_query(rows: int = 100_000) -> dict:
+    """Time and peak-memory growth of predicting 100,000 query rows (chunked under max_memory_mb)."""
+    import resource
+
+    X, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(0)
+    queries = X[rng.integers(0, len(X), rows)] * rng.normal(1.0, 0.05, size=(rows, X.shape[1]))
+    clf = PFNClassifier().fit(X[:400], y[:400])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    proba, seconds = timed(clf.predict_proba, queries)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = {
+        "query_rows": rows,
+        "train_rows": 400,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds,
+        "chunk_rows": clf._query_chunk_rows(),
+        "max_memory_mb_setting": clf.max_memory_mb,
+        "peak_rss_growth_mb": (after - before) / 1024,
+        "all_finite": bool(np.isfinite(proba).all()),
+    }
+    print(f"{rows} query rows: {seconds:.1f} s, peak RSS growth {report['peak_rss_growth_mb']:.0f} MB", flush=True)
+    return report
+
+
 def _summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
 
@@ -228,13 +253,16 @@ def main() -> None:
     X, y = load_iris(return_X_y=True)
     _, load_clf = timed(PFNClassifier().fit, X, y)
     _, load_reg = timed(PFNRegressor().fit, X, X[:, 0])
+    PFNRegressor().fit(X, X[:, 0]).predict_log_density(X, X[:, 0])  # first-call imports inside torch
     clf = classification()
     reg = regression()
+    big = large_query()
     report = {
         "torch_threads": torch.get_num_threads(),
         "first_fit_including_checkpoint_load_s": {"classifier": load_clf, "regressor": load_reg},
         "classification": clf,
         "regression": reg,
+        "large_query": big,
         "verdict": verdict(clf, reg),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,3 +12,11 @@ def test_readme_example_runs():
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["predictive"].batch_shape == (1, 10)
+
+
+def test_readme_tabular_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    tabular = next(block for block in blocks if "PFNClassifier" in block)
+    namespace: dict = {}
+    exec(compile(tabular, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["proba"].shape == (169, 2)
