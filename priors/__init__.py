@@ -6,6 +6,7 @@ from priorfit.priors.gp import GPPrior, kernel_matrix
 from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Uniform
 from priorfit.priors.mixture import PriorMixture
 from priorfit.priors.scm import SCMPrior
+from priorfit.priors.simulator import SimulatorError, SimulatorPrior
 
 __all__ = [
     "Batch",
@@ -15,6 +16,8 @@ __all__ = [
     "BNNPrior",
     "PriorMixture",
     "SCMPrior",
+    "SimulatorPrior",
+    "SimulatorError",
     "kernel_matrix",
     "Hyperprior",
     "Fixed",

@@ -1,0 +1,318 @@
+"""Standard SBI problems with known or computable posteriors (after sbibm's definitions).
+
+Each problem has ``prior`` (a torch distribution over θ), ``simulate(θ) -> x`` (batched, one
+simulation per row), ``log_likelihood(θ, x_obs)`` (θ (M, Dθ), x_obs (n, Dx) iid -> (M,)), and
+``reference_posterior(x_obs, num_samples, seed)``: analytic for Gaussian linear, a dense grid for two
+moons (2-D), and for the others many-chain Metropolis-Hastings (``mcmc_posterior``), which the tests
+check against the analytic Gaussian-linear posterior. ``SimulatorPrior(problem.prior, problem.simulate)``
+turns any of them into training data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Independent, LogNormal, MultivariateNormal, Normal, Uniform
+
+from priorfit.errors import InvalidHyperparameterError
+
+__all__ = [
+    "GaussianLinear",
+    "TwoMoons",
+    "SLCP",
+    "GaussianMixture",
+    "SIR",
+    "PROBLEMS",
+    "get_problem",
+    "mcmc_posterior",
+    "box_uniform",
+]
+
+
+def box_uniform(low: float, high: float, dim: int) -> Independent:
+    """Uniform prior on [low, high]^dim (what ``sbi.utils.BoxUniform`` is)."""
+    return Independent(Uniform(torch.full((dim,), float(low)), torch.full((dim,), float(high))), 1)
+
+
+def _check_obs(x_obs: Tensor, dim: int, name: str) -> Tensor:
+    x_obs = torch.as_tensor(x_obs, dtype=torch.float64)
+    x_obs = x_obs.unsqueeze(0) if x_obs.dim() == 1 else x_obs
+    if x_obs.dim() != 2 or x_obs.shape[-1] != dim:
+        raise InvalidHyperparameterError(f"{name} observations must have shape (n, {dim}), got {tuple(x_obs.shape)}")
+    return x_obs
+
+
+class _Problem:
+    name: str
+    prior: torch.distributions.Distribution
+    theta_dim: int
+    x_dim: int
+
+    def simulate(self, theta: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        """log p(x_j | θ_i) for θ (M, Dθ) and observations (n, Dx): shape (M, n)."""
+        raise NotImplementedError
+
+    def log_likelihood(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        """log p(x_1..n | θ) of n iid observations (n, Dx), for each θ row: shape (M,)."""
+        return self.log_likelihood_terms(theta, _check_obs(x_obs, self.x_dim, self.name).to(theta)).sum(1)
+
+    def log_posterior_unnormalized(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        inside = self.prior.support.check(theta.to(torch.float32))  # log_prob raises outside the support
+        out = torch.full(theta.shape[:1], -math.inf, dtype=theta.dtype, device=theta.device)
+        if inside.any():
+            log_prior = self.prior.log_prob(theta[inside].to(torch.float32)).to(theta.dtype)
+            out[inside] = log_prior + self.log_likelihood(theta[inside], x_obs)
+        return out
+
+    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+        x_obs = _check_obs(x_obs, self.x_dim, self.name)
+        return mcmc_posterior(lambda t: self.log_posterior_unnormalized(t, x_obs), self.prior, num_samples, seed=seed)
+
+
+class GaussianLinear(_Problem):
+    """θ ~ N(0, prior_var I), x | θ ~ N(θ, noise_var I) in ``dim`` dimensions; exact posterior for n iid x."""
+
+    name = "gaussian_linear"
+
+    def __init__(self, dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1) -> None:
+        self.theta_dim = self.x_dim = dim
+        self.prior_var, self.noise_var = prior_var, noise_var
+        self.prior = Independent(Normal(torch.zeros(dim), math.sqrt(prior_var)), 1)
+
+    def simulate(self, theta: Tensor) -> Tensor:
+        return theta + math.sqrt(self.noise_var) * torch.randn_like(theta)
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        return Normal(theta.unsqueeze(1), math.sqrt(self.noise_var)).log_prob(x_obs).sum(2)
+
+    def posterior(self, x_obs: Tensor) -> MultivariateNormal:
+        """The exact posterior given n iid observations (n, dim), in float64."""
+        x_obs = _check_obs(x_obs, self.x_dim, self.name)
+        n = x_obs.shape[0]
+        precision = 1 / self.prior_var + n / self.noise_var
+        mean = (x_obs.sum(0) / self.noise_var) / precision
+        return MultivariateNormal(mean, torch.eye(self.theta_dim, dtype=torch.float64) / precision)
+
+    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.posterior(x_obs).sample((num_samples,)).to(torch.float32)
+
+
+class TwoMoons(_Problem):
+    """sbibm's two moons: θ ~ U(-1, 1)², x is a noisy half circle shifted by a function of θ (bimodal posterior)."""
+
+    name = "two_moons"
+    theta_dim = x_dim = 2
+
+    def __init__(self) -> None:
+        self.prior = box_uniform(-1.0, 1.0, 2)
+
+    def simulate(self, theta: Tensor) -> Tensor:
+        angle = (torch.rand(len(theta), device=theta.device) - 0.5) * math.pi
+        radius = 0.1 + 0.01 * torch.randn(len(theta), device=theta.device)
+        p = torch.stack([radius * torch.cos(angle) + 0.25, radius * torch.sin(angle)], dim=1)
+        return p + self._shift(theta)
+
+    @staticmethod
+    def _shift(theta: Tensor) -> Tensor:
+        return torch.stack(
+            [-(theta[:, 0] + theta[:, 1]).abs() / math.sqrt(2), (-theta[:, 0] + theta[:, 1]) / math.sqrt(2)], dim=1
+        )
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        u = x_obs.unsqueeze(0) - self._shift(theta).unsqueeze(1) - torch.tensor([0.25, 0.0]).to(theta)  # (M, n, 2)
+        radius = u.norm(dim=-1)
+        # polar change of variables: p(u) = N(r; 0.1, 0.01) * (1 / pi) / r, for angles in (-pi/2, pi/2)
+        log_density = Normal(0.1, 0.01).log_prob(radius) - math.log(math.pi) - radius.log()
+        return torch.where(u[..., 0] > 0, log_density, torch.full_like(log_density, -math.inf))
+
+    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0, grid: int = 1500) -> Tensor:
+        """Exact up to a grid: the posterior on a grid² lattice over the prior box, sampled with in-cell jitter."""
+        x_obs = _check_obs(x_obs, 2, self.name)
+        edges = torch.linspace(-1.0, 1.0, grid + 1, dtype=torch.float64)
+        centers = (edges[1:] + edges[:-1]) / 2
+        theta = torch.cartesian_prod(centers, centers)
+        log_post = torch.cat([self.log_likelihood(chunk, x_obs) for chunk in theta.split(250_000)])
+        if not torch.isfinite(log_post).any():
+            raise InvalidHyperparameterError(
+                "two moons: this observation has zero likelihood everywhere in the prior box"
+            )
+        generator = torch.Generator().manual_seed(seed)
+        cells = torch.multinomial((log_post - log_post.max()).exp(), num_samples, replacement=True, generator=generator)
+        jitter = (torch.rand(num_samples, 2, generator=generator, dtype=torch.float64) - 0.5) * (2.0 / grid)
+        return (theta[cells] + jitter).to(torch.float32)
+
+
+class SLCP(_Problem):
+    """sbibm's simple likelihood, complex posterior: θ ~ U(-3, 3)^5, x = 4 draws of a 2-D Gaussian whose mean,
+    scales and correlation are functions of θ (8-D x; four posterior modes from the signs of θ3, θ4)."""
+
+    name = "slcp"
+    theta_dim, x_dim = 5, 8
+
+    def __init__(self) -> None:
+        self.prior = box_uniform(-3.0, 3.0, 5)
+
+    @staticmethod
+    def _gaussian(theta: Tensor) -> MultivariateNormal:
+        mean = theta[:, :2]
+        s1, s2, rho = theta[:, 2] ** 2, theta[:, 3] ** 2, torch.tanh(theta[:, 4])
+        cov = torch.stack([s1**2, rho * s1 * s2, rho * s1 * s2, s2**2], dim=1).view(-1, 2, 2)
+        return MultivariateNormal(mean, cov + 1e-6 * torch.eye(2, dtype=theta.dtype, device=theta.device))
+
+    def simulate(self, theta: Tensor) -> Tensor:
+        return self._gaussian(theta).sample((4,)).transpose(0, 1).reshape(len(theta), 8)
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        points = x_obs.reshape(-1, 4, 2)  # each observation is 4 iid 2-D points
+        log_prob = self._gaussian(theta).log_prob(points.reshape(-1, 1, 2))  # (n * 4, M)
+        return log_prob.view(len(x_obs), 4, -1).sum(1).T
+
+    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+        x_obs = _check_obs(x_obs, 8, self.name)
+
+        def folded(theta: Tensor) -> Tensor:  # one of the four sign-symmetric modes: θ3, θ4 > 0
+            log_post = self.log_posterior_unnormalized(theta, x_obs)
+            return torch.where((theta[:, 2:4] > 0).all(1), log_post, torch.full_like(log_post, -math.inf))
+
+        samples = mcmc_posterior(folded, self.prior, num_samples, seed=seed)
+        # the likelihood depends on θ3 and θ4 only through their squares: spread samples over the four modes
+        generator = torch.Generator().manual_seed(seed + 1)
+        signs = torch.randint(0, 2, (num_samples, 2), generator=generator) * 2 - 1
+        samples[:, 2:4] = samples[:, 2:4].abs() * signs
+        return samples
+
+
+class GaussianMixture(_Problem):
+    """sbibm's Gaussian mixture: θ ~ U(-10, 10)², x ~ ½ N(θ, I) + ½ N(θ, 0.01 I)."""
+
+    name = "gaussian_mixture"
+    theta_dim = x_dim = 2
+
+    def __init__(self) -> None:
+        self.prior = box_uniform(-10.0, 10.0, 2)
+
+    def simulate(self, theta: Tensor) -> Tensor:
+        scale = torch.where(torch.rand(len(theta), 1, device=theta.device) < 0.5, 1.0, 0.1)
+        return theta + scale * torch.randn_like(theta)
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        diff = x_obs.unsqueeze(0) - theta.unsqueeze(1)
+        wide = Normal(0.0, 1.0).log_prob(diff).sum(-1)
+        narrow = Normal(0.0, 0.1).log_prob(diff).sum(-1)
+        return torch.logaddexp(wide, narrow) - math.log(2)
+
+
+class SIR(_Problem):
+    """SIR epidemic (sbibm's): θ = (contact rate β, recovery rate γ) with log-normal priors; the ODE is solved by
+    RK4 over 160 days for a population of 10^6 with one initial case; x = Binomial(1000, I(t)/N) at 10 times
+    (scaled by 1/1000)."""
+
+    name = "sir"
+    theta_dim, x_dim = 2, 10
+    population, days, steps, trials = 1_000_000.0, 160.0, 320, 1000
+
+    def __init__(self) -> None:
+        self.prior = Independent(LogNormal(torch.tensor([math.log(0.4), math.log(0.125)]), torch.tensor([0.5, 0.2])), 1)
+
+    def infected_fraction(self, theta: Tensor) -> Tensor:
+        """I(t)/N at the 10 observation days (16, 32, ..., 160), batched RK4 in float64: (M, 10)."""
+        beta, gamma = theta[:, :1].double(), theta[:, 1:2].double()
+        state = torch.zeros(len(theta), 3, dtype=torch.float64, device=theta.device)
+        state[:, 0], state[:, 1] = 1.0 - 1.0 / self.population, 1.0 / self.population
+
+        def rate(s: Tensor) -> Tensor:
+            infection = beta[:, 0] * s[:, 0] * s[:, 1]
+            recovery = gamma[:, 0] * s[:, 1]
+            return torch.stack([-infection, infection - recovery, recovery], dim=1)
+
+        dt = self.days / self.steps
+        every = self.steps // 10
+        observed = []
+        for step in range(1, self.steps + 1):
+            k1 = rate(state)
+            k2 = rate(state + 0.5 * dt * k1)
+            k3 = rate(state + 0.5 * dt * k2)
+            k4 = rate(state + dt * k3)
+            state = state + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            if step % every == 0:
+                observed.append(state[:, 1])
+        return torch.stack(observed, dim=1).clamp(1e-12, 1.0)
+
+    def simulate(self, theta: Tensor) -> Tensor:
+        probs = self.infected_fraction(theta)
+        counts = torch.distributions.Binomial(self.trials, probs=probs).sample()
+        return (counts / self.trials).to(torch.float32)
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        probs = self.infected_fraction(theta)
+        counts = (x_obs.to(torch.float64) * self.trials).round()
+        binomial = torch.distributions.Binomial(self.trials, probs=probs.unsqueeze(1))
+        return binomial.log_prob(counts.unsqueeze(0)).sum(2).to(theta.dtype)
+
+
+PROBLEMS = {cls.name: cls for cls in (GaussianLinear, TwoMoons, SLCP, GaussianMixture, SIR)}
+
+
+def get_problem(name: str, **kwargs) -> _Problem:
+    """A standard problem by name: gaussian_linear, two_moons, slcp, gaussian_mixture, sir."""
+    if name not in PROBLEMS:
+        raise InvalidHyperparameterError(f"unknown SBI problem {name!r}; choose one of {sorted(PROBLEMS)}")
+    return PROBLEMS[name](**kwargs)
+
+
+def mcmc_posterior(
+    log_density,
+    prior: torch.distributions.Distribution,
+    num_samples: int,
+    *,
+    seed: int = 0,
+    num_init: int = 20_000,
+    warmup: int = 400,
+    thin: int = 5,
+    chains: int = 500,
+) -> Tensor:
+    """Samples of an unnormalised log density by many parallel random-walk Metropolis chains (float64).
+
+    Chains start from prior draws resampled by their density (a crude importance step that puts them in
+    the posterior's modes), adapt one Gaussian proposal to the chains' covariance during warm-up, then
+    each chain contributes every ``thin``-th state until ``num_samples`` are collected.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        candidates = prior.sample((num_init,)).double()
+        weights = log_density(candidates)
+        if not torch.isfinite(weights).any():
+            raise ValueError("the posterior density is zero at every one of the prior draws used to start MCMC")
+        start = torch.multinomial((weights - weights.max()).exp(), chains, replacement=True)
+        state = candidates[start]
+        current = weights[start]
+        dim = state.shape[1]
+        scale = 2.38**2 / dim
+        proposal = torch.linalg.cholesky(_chain_covariance(state) * scale)
+        kept: list[Tensor] = []
+        step = 0
+        while sum(len(k) for k in kept) < num_samples:
+            move = state + torch.randn_like(state) @ proposal.T
+            proposed = log_density(move)
+            accept = torch.rand(chains, dtype=torch.float64).log() < proposed - current
+            state = torch.where(accept.unsqueeze(1), move, state)
+            current = torch.where(accept, proposed, current)
+            step += 1
+            if step < warmup and step % 50 == 0:
+                proposal = torch.linalg.cholesky(_chain_covariance(state) * scale)
+            elif step >= warmup and (step - warmup) % thin == 0:
+                kept.append(state.clone())
+    return torch.cat(kept)[:num_samples].to(torch.float32)
+
+
+def _chain_covariance(state: Tensor) -> Tensor:
+    centered = state - state.mean(0)
+    cov = centered.T @ centered / max(1, len(state) - 1)
+    return cov + 1e-8 * torch.eye(len(cov), dtype=cov.dtype) * cov.diagonal().mean().clamp_min(1e-12)

@@ -1,0 +1,131 @@
+"""SimulatorPrior and the standard SBI problems: shapes, seeding, NaN handling, likelihoods and reference posteriors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from priorfit.priors.simulator import SimulatorError, SimulatorPrior
+from priorfit.priors.simulators import PROBLEMS, GaussianLinear, TwoMoons, get_problem, mcmc_posterior
+
+from priorfit.errors import InvalidHyperparameterError
+
+
+def gaussian_prior(dim: int = 2) -> torch.distributions.Distribution:
+    return torch.distributions.Independent(torch.distributions.Normal(torch.zeros(dim), 1.0), 1)
+
+
+@pytest.mark.parametrize("name", ["gaussian_linear", "two_moons", "slcp", "gaussian_mixture", "sir"])
+def test_problems_simulate_batches_of_the_declared_shape(name):
+    problem = get_problem(name)
+    theta = problem.prior.sample((7,))
+    x = problem.simulate(theta)
+    assert theta.shape == (7, problem.theta_dim) and x.shape == (7, problem.x_dim)
+    assert torch.isfinite(x).all()
+    log_lik = problem.log_likelihood(theta.double(), x[:1].double())
+    assert log_lik.shape == (7,)
+    batch = SimulatorPrior(problem.prior, problem.simulate, num_iid=3).sample(5, 0)
+    assert batch.x.shape == (5, 3, problem.x_dim) and batch.theta.shape == (5, problem.theta_dim)
+
+
+def test_simulator_prior_is_seeded_and_leaves_the_global_rng_alone():
+    problem = GaussianLinear(dim=3)
+    sim = SimulatorPrior(problem.prior, problem.simulate, num_iid=(1, 6))
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = sim.sample(4, 0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.rand(1), before), "sampling must not advance the global RNG"
+    b = sim.sample(4, 0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.x, b.x) and torch.equal(a.theta, b.theta)
+    counts = {sim.sample(2, 0, generator=torch.Generator().manual_seed(s)).x.shape[1] for s in range(40)}
+    assert counts == set(range(1, 7))
+    assert SimulatorPrior(problem.prior, problem.simulate, num_iid=None).sample(2, 9).x.shape[1] == 9
+
+
+def test_non_finite_simulations_are_dropped_counted_and_replaced():
+    def flaky(theta):
+        x = theta.clone()
+        x[theta[:, 0] > 1.0] = float("nan")  # about 16% of standard-normal draws
+        return x
+
+    sim = SimulatorPrior(gaussian_prior(), flaky)
+    batch = sim.sample(500, 0, generator=torch.Generator().manual_seed(0))
+    assert batch.x.shape == (500, 1, 2) and torch.isfinite(batch.x).all()
+    assert (batch.theta[:, 0] <= 1.0).all()
+    assert 0.1 < sim.dropped_fraction < 0.25 and sim.num_dropped > 50
+
+    always_nan = SimulatorPrior(gaussian_prior(), lambda t: t + float("nan") if len(t) > 1 else t)
+    with pytest.raises(SimulatorError, match="NaN/inf"):
+        always_nan.sample(4, 0)
+
+
+def test_bad_priors_and_simulators_get_named_errors():
+    with pytest.raises(InvalidHyperparameterError, match="log_prob"):
+        SimulatorPrior(object(), lambda t: t)
+    with pytest.raises(SimulatorError, match=r"shape \(M, Dx\)"):
+        SimulatorPrior(gaussian_prior(), lambda t: t.sum(1))
+    with pytest.raises(InvalidHyperparameterError, match="num_iid"):
+        SimulatorPrior(gaussian_prior(), lambda t: t, num_iid=0)
+    with pytest.raises(InvalidHyperparameterError, match="unknown SBI problem"):
+        get_problem("three_moons")
+    with pytest.raises(InvalidHyperparameterError, match=r"shape \(n, 2\)"):
+        TwoMoons().log_likelihood(torch.zeros(3, 2), torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize("name", ["two_moons", "gaussian_mixture"])
+def test_two_dimensional_likelihoods_integrate_to_one(name):
+    problem = get_problem(name)
+    theta = problem.prior.sample((1,)).double()
+    center = problem.simulate(theta.float().repeat(2000, 1)).double().mean(0)
+    half = 0.4 if name == "two_moons" else 6.0
+    grid = torch.linspace(-half, half, 1001, dtype=torch.float64)
+    points = torch.cartesian_prod(grid, grid) + center
+    density = problem.log_likelihood_terms(theta, points).exp()
+    assert abs(density.sum() * (grid[1] - grid[0]) ** 2 - 1.0) < 0.02
+
+
+def test_slcp_likelihood_matches_its_simulations():
+    problem = get_problem("slcp")
+    theta = torch.tensor([[0.5, -1.0, 1.2, -0.8, 0.7]])
+    x = problem.simulate(theta.repeat(20_000, 1)).view(-1, 4, 2).reshape(-1, 2).double()
+    mean, cov = x.mean(0), torch.cov(x.T)
+    s1, s2, rho = 1.2**2, 0.8**2, math.tanh(0.7)
+    torch.testing.assert_close(mean, torch.tensor([0.5, -1.0], dtype=torch.float64), atol=0.03, rtol=0)
+    expected = torch.tensor([[s1**2, rho * s1 * s2], [rho * s1 * s2, s2**2]], dtype=torch.float64)
+    torch.testing.assert_close(cov, expected, atol=0.05, rtol=0.03)
+
+
+def test_sir_ode_conserves_population_and_peaks():
+    problem = get_problem("sir")
+    infected = problem.infected_fraction(torch.tensor([[0.4, 0.125], [0.1, 0.125]]))
+    assert infected.shape == (2, 10) and (infected >= 0).all() and (infected <= 1).all()
+    assert infected[0].max() > 0.05 and infected[1].max() < 1e-4  # R0 = 3.2 spreads; R0 = 0.8 dies out
+
+
+def test_mcmc_matches_the_analytic_gaussian_linear_posterior():
+    problem = GaussianLinear(dim=3)
+    x_obs = torch.tensor([[0.3, -0.2, 0.5], [0.1, 0.0, 0.4], [0.2, -0.4, 0.6]])
+    exact = problem.posterior(x_obs)
+    samples = mcmc_posterior(lambda t: problem.log_posterior_unnormalized(t, x_obs), problem.prior, 6000).double()
+    torch.testing.assert_close(samples.mean(0), exact.mean, atol=0.01, rtol=0)
+    torch.testing.assert_close(samples.std(0), exact.stddev, atol=0.01, rtol=0.05)
+
+
+def test_two_moons_grid_reference_is_bimodal_and_on_the_likelihood_ridge():
+    problem = TwoMoons()
+    x_obs = torch.zeros(1, 2)
+    samples = problem.reference_posterior(x_obs, 4000, grid=800)
+    # the posterior is symmetric under θ -> -θ (|θ1 + θ2| in the simulator): two crescents, half the mass each
+    assert (samples.sum(1) > 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
+    log_lik = problem.log_likelihood_terms(samples.double(), x_obs.double())[:, 0]
+    assert torch.isfinite(log_lik).float().mean() > 0.99  # in-cell jitter may step over the support's edge
+    # samples sit where the radius is near 0.1: within 3 noise sds of the ridge
+    shift = TwoMoons._shift(samples.double())
+    radius = (x_obs.double() - shift - torch.tensor([0.25, 0.0], dtype=torch.float64)).norm(dim=1)
+    assert ((radius - 0.1).abs() < 0.03).float().mean() > 0.98
+
+
+def test_all_problems_are_registered():
+    assert set(PROBLEMS) == {"gaussian_linear", "two_moons", "slcp", "gaussian_mixture", "sir"}
