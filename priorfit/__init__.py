@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PFNClassifier",
     "PFNRegressor",
+    "AmortizedPosterior",
     "load_checkpoint",
     "load_pfn",
     "export_checkpoint",
@@ -35,6 +36,7 @@ _LAZY = {
     "export_checkpoint": "priorfit.checkpoint",
     "PFNClassifier": "priorfit.estimators",
     "PFNRegressor": "priorfit.estimators",
+    "AmortizedPosterior": "priorfit.posterior",
 }
 
 

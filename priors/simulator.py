@@ -82,24 +82,22 @@ class SimulatorPrior:
             )
         return x.to(torch.float32)
 
-    def _iid_count(self, num_points: int, generator: torch.Generator | None) -> int:
-        if self.num_iid is None:
-            return max(1, num_points)
-        if isinstance(self.num_iid, int):
-            return self.num_iid
-        low, high = self.num_iid
-        return int(torch.randint(low, high + 1, (1,), generator=generator))
-
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
-        """``batch_size`` parameter draws with n iid simulations each (n from ``num_iid`` or ``num_points``)."""
-        n = self._iid_count(num_points, generator)
+        """``batch_size`` parameter draws with n iid simulations each.
+
+        With a fixed n (``num_iid`` an int, or None and ``num_points``) x is (B, n, Dx). With a range, each
+        dataset draws its own n and x is (B, high, Dx) with the rows past a dataset's n set to NaN
+        (padding that set encoders skip); ``meta["num_iid"]`` holds each dataset's n.
+        """
+        low, high = self._iid_range(num_points)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            sizes = torch.randint(low, high + 1, (batch_size,))
             thetas, xs, have = [], [], 0
             for _ in range(self.max_resample_rounds):
                 theta = self.prior.sample((batch_size - have,)).to(torch.float32)
-                x = self._simulate(theta.repeat_interleave(n, dim=0)).view(len(theta), n, -1)
+                x = self._simulate(theta.repeat_interleave(high, dim=0)).view(len(theta), high, -1)
                 finite = torch.isfinite(x).all(dim=(1, 2))
                 self.num_simulated += len(theta)
                 self.num_dropped += int((~finite).sum())
@@ -113,7 +111,17 @@ class SimulatorPrior:
                     f"the simulator returned NaN/inf for {self.num_dropped} of {self.num_simulated} parameter draws; "
                     f"after {self.max_resample_rounds} rounds only {have} of {batch_size} datasets are finite"
                 )
-        return Batch(x=torch.cat(xs), theta=torch.cat(thetas), meta={"num_iid": n})
+        x = torch.cat(xs)
+        if low < high:
+            x = x.masked_fill((torch.arange(high) >= sizes.unsqueeze(1)).unsqueeze(-1), float("nan"))
+        return Batch(x=x, theta=torch.cat(thetas), meta={"num_iid": sizes if low < high else high})
+
+    def _iid_range(self, num_points: int) -> tuple[int, int]:
+        if self.num_iid is None:
+            return max(1, num_points), max(1, num_points)
+        if isinstance(self.num_iid, int):
+            return self.num_iid, self.num_iid
+        return tuple(self.num_iid)
 
     @property
     def dropped_fraction(self) -> float:

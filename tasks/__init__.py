@@ -1,6 +1,17 @@
-"""LightningModules that train networks on priors, and the data module that streams prior batches."""
+"""LightningModules that train networks on priors, and the data modules that feed them."""
 
 from priorfit.tasks.data import FixedPriorSet, PriorDataModule, PriorStream, batch_seed
 from priorfit.tasks.pfn import PFNTask, warmup_cosine
+from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, simulate_budget
 
-__all__ = ["PFNTask", "PriorDataModule", "PriorStream", "FixedPriorSet", "batch_seed", "warmup_cosine"]
+__all__ = [
+    "PFNTask",
+    "PosteriorTask",
+    "PriorDataModule",
+    "SimulationDataModule",
+    "PriorStream",
+    "FixedPriorSet",
+    "batch_seed",
+    "simulate_budget",
+    "warmup_cosine",
+]

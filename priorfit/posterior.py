@@ -1,0 +1,279 @@
+"""``AmortizedPosterior``: train q(θ | x_1..n) once on simulations, then sample / evaluate it for any observation."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
+
+__all__ = ["AmortizedPosterior"]
+
+Estimator = Literal["flow", "gmm"]
+
+
+class AmortizedPosterior:
+    """Neural posterior estimation with a set encoder, trained by Lightning on a fixed simulation budget.
+
+    Args:
+        estimator: "flow" (set encoder + zuko neural spline flow) or "gmm" (Gaussian-mixture head).
+        num_iid: observations per θ in the training sets: an int or a (low, high) range (each θ gets its
+            own n), so one network serves any n in it.
+        network: extra keyword arguments of the network (``encoder={...}``, ``transforms``, ``components``...).
+        max_epochs, patience: training stops after ``patience`` epochs without a better validation loss
+            (sbi's rule); the best weights are kept.
+        batch_size, lr, validation_fraction, seed: training settings; ``seed`` also fixes the simulations.
+        logger: "wandb" (offline, under ``$PRIORFIT_RUNS_DIR`` or ``runs/``), "csv" or None.
+        progress_bar: Lightning's progress bar while training.
+
+    Example:
+        >>> from priorfit.priors.simulators import GaussianLinear
+        >>> problem = GaussianLinear(dim=2)
+        >>> post = AmortizedPosterior("gmm", max_epochs=2, logger=None, progress_bar=False)
+        >>> post = post.fit(problem.prior, problem.simulate, num_simulations=500)
+        >>> post.sample(torch.zeros(1, 2), num_samples=100).shape
+        torch.Size([100, 2])
+    """
+
+    def __init__(
+        self,
+        estimator: Estimator = "flow",
+        *,
+        num_iid: int | tuple[int, int] = 1,
+        network: dict | None = None,
+        max_epochs: int = 200,
+        patience: int = 20,
+        batch_size: int = 200,
+        lr: float = 5e-4,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        logger: Literal["wandb", "csv"] | None = "wandb",
+        progress_bar: bool = True,
+    ) -> None:
+        if estimator not in ("flow", "gmm"):
+            raise InvalidHyperparameterError(
+                f"estimator must be 'flow' or 'gmm', got {estimator!r} (the compositional 'score' estimator is "
+                "not built yet)"
+            )
+        self.estimator = estimator
+        self.num_iid = num_iid
+        self.network_kwargs = dict(network or {})
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.lr = lr
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.logger = logger
+        self.progress_bar = progress_bar
+        self.task_: Any = None
+        self.prior_: torch.distributions.Distribution | None = None
+        self.acceptance_rate_: float | None = None
+
+    # ------------------------------------------------------------------------------------------ training
+    def fit(
+        self,
+        prior: torch.distributions.Distribution,
+        simulator: Callable[[Tensor], Tensor],
+        num_simulations: int = 10_000,
+    ) -> AmortizedPosterior:
+        """Simulate ``num_simulations`` parameter draws (``num_iid`` observations each) and train on them."""
+        from priorfit.priors.simulator import SimulatorPrior
+
+        if not isinstance(num_simulations, int) or num_simulations < 10:
+            raise InvalidHyperparameterError(f"num_simulations must be an integer >= 10, got {num_simulations!r}")
+        simulator_prior = SimulatorPrior(prior, simulator, num_iid=self.num_iid)
+        simulations = simulate_budget(simulator_prior, num_simulations, 1, seed=self.seed)
+        self.num_dropped_ = simulator_prior.num_dropped
+        return self.fit_simulations(*simulations, prior=prior)
+
+    def fit_simulations(
+        self, theta: Tensor, x: Tensor, *, prior: torch.distributions.Distribution | None = None
+    ) -> AmortizedPosterior:
+        """Train on given simulations: θ (N, Dθ) and x (N, n, Dx) (or (N, Dx) for one observation each)."""
+        theta, x = torch.as_tensor(theta, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32)
+        x = x.unsqueeze(1) if x.dim() == 2 else x
+        if theta.dim() != 2 or x.dim() != 3 or len(theta) != len(x):
+            raise PriorfitValidationError(
+                "need θ of shape (N, Dθ) and x of shape (N, n, Dx) or (N, Dx), "
+                f"got {tuple(theta.shape)} and {tuple(x.shape)}"
+            )
+        # non-finite simulations are not trained on (NaN rows pad sets of different sizes and are kept)
+        finite = (~torch.isinf(x)).all(dim=(1, 2)) & (~torch.isnan(x)).any(-1).any(-1) & torch.isfinite(theta).all(1)
+        if not finite.all():
+            theta, x = theta[finite], x[finite]
+        pl.seed_everything(self.seed, verbose=False)
+        datamodule = SimulationDataModule(
+            simulations=(theta, x),
+            batch_size=self.batch_size,
+            validation_fraction=self.validation_fraction,
+            seed=self.seed,
+        )
+        task = PosteriorTask(
+            prior=SimulationShapes(theta.shape[-1], x.shape[-1]),
+            network={"kind": self.estimator, **self.network_kwargs},
+            lr=self.lr,
+        )
+        keep_best = _KeepBest()
+        trainer = pl.Trainer(
+            max_epochs=self.max_epochs,
+            accelerator="cpu",
+            logger=self._make_logger(),
+            callbacks=[pl.callbacks.EarlyStopping("val/nll", patience=self.patience), keep_best],
+            enable_progress_bar=self.progress_bar,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            gradient_clip_val=5.0,
+        )
+        trainer.fit(task, datamodule=datamodule)
+        task.load_state_dict(keep_best.best_state)
+        self.task_ = task.eval()
+        self.prior_ = prior
+        self.best_val_nll_ = keep_best.best
+        self.epochs_ = trainer.current_epoch
+        return self
+
+    def _make_logger(self):
+        if self.logger is None:
+            return False
+        runs = Path(os.environ.get("PRIORFIT_RUNS_DIR", "runs")) / "amortized_posterior"
+        runs.mkdir(parents=True, exist_ok=True)
+        if self.logger == "csv":
+            from pytorch_lightning.loggers import CSVLogger
+
+            return CSVLogger(runs)
+        if self.logger == "wandb":
+            from pytorch_lightning.loggers import WandbLogger
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            return WandbLogger(save_dir=str(runs), offline=True, project="priorfit")
+        raise InvalidHyperparameterError(f"logger must be 'wandb', 'csv' or None, got {self.logger!r}")
+
+    # ----------------------------------------------------------------------------------------- inference
+    def _network(self):
+        if self.task_ is None:
+            raise PriorfitValidationError("this AmortizedPosterior is not trained yet: call fit(...) first")
+        return self.task_.network
+
+    def _observations(self, x_obs: Tensor) -> Tensor:
+        """One set of n observations as (1, n, Dx); a (Dx,) vector is one observation."""
+        network = self._network()
+        x = torch.as_tensor(x_obs, dtype=torch.float32)
+        x = network.check_x(x.unsqueeze(0) if x.dim() == 1 else x)
+        if x.shape[0] != 1:
+            raise PriorfitValidationError(
+                f"x_obs must be one set of observations (n, {network.x_dim}), got {tuple(x.shape)}"
+            )
+        return x
+
+    @torch.no_grad()
+    def sample(self, x_obs: Tensor, num_samples: int = 1000, *, reject_outside_prior: bool = True) -> Tensor:
+        """``num_samples`` draws of θ ~ q(θ | x_obs) for one set x_obs (n, Dx) (a (Dx,) vector is one observation).
+
+        Samples outside the prior's support are rejected and redrawn; ``acceptance_rate_`` records the
+        fraction kept (a low rate means the posterior leaks mass outside the prior, as sbi warns).
+        """
+        distribution = self._network()(self._observations(x_obs))
+        support = getattr(self.prior_, "support", None) if reject_outside_prior else None
+        kept, drawn, have = [], 0, 0
+        while have < num_samples:
+            draw = distribution.sample((max(num_samples - have, 256),))[:, 0]
+            drawn += len(draw)
+            if support is not None:
+                draw = draw[support.check(draw)]
+            kept.append(draw)
+            have += len(draw)
+            if drawn > 100 * num_samples and have < num_samples:
+                raise PriorfitValidationError(
+                    f"only {have} of {drawn} posterior samples fell inside the prior's support; the posterior "
+                    "estimate does not fit this observation (pass reject_outside_prior=False to see them)"
+                )
+        self.acceptance_rate_ = have / drawn
+        return torch.cat(kept)[:num_samples]
+
+    @torch.no_grad()
+    def log_prob(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        """log q(θ | x_obs) for each row of θ (M, Dθ), given one set x_obs (n, Dx) (not renormalised to the prior)."""
+        network = self._network()
+        theta = torch.as_tensor(theta, dtype=torch.float32)
+        theta = theta.unsqueeze(0) if theta.dim() == 1 else theta
+        if theta.dim() != 2 or theta.shape[-1] != network.theta_dim:
+            raise PriorfitValidationError(f"θ must have shape (M, {network.theta_dim}), got {tuple(theta.shape)}")
+        x = self._observations(x_obs)
+        return network(x).log_prob(theta.unsqueeze(1))[:, 0]
+
+    def map(self, x_obs: Tensor, *, num_candidates: int = 1000, steps: int = 100, lr: float = 0.01) -> Tensor:
+        """The posterior mode: gradient ascent on log q(θ | x_obs) from the best of ``num_candidates`` samples."""
+        network = self._network()
+        x = self._observations(x_obs)
+        with torch.no_grad():
+            distribution = network(x)
+            candidates = distribution.sample((num_candidates,))[:, 0]
+            start = candidates[distribution.log_prob(candidates.unsqueeze(1))[:, 0].argmax()]
+        theta = start.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([theta], lr=lr)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            (-network(x).log_prob(theta.view(1, 1, -1)).sum()).backward()
+            optimizer.step()
+        return theta.detach()
+
+    # ------------------------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trained network as a priorfit safetensors checkpoint (atomic); ``load`` reads it back."""
+        from priorfit.checkpoint import export_checkpoint
+
+        self._network()
+        return export_checkpoint(self.task_, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, prior: torch.distributions.Distribution | None = None
+    ) -> AmortizedPosterior:
+        """A trained posterior from ``save``'s file; pass the ``prior`` to reject samples outside its support."""
+        from priorfit.checkpoint import load_checkpoint
+
+        task = load_checkpoint(path)
+        if not isinstance(task, PosteriorTask):
+            raise PriorfitValidationError(f"{path} holds a {type(task).__name__}, not an amortized posterior")
+        target = task.hparams["network"]["_target_"]
+        posterior = cls("gmm" if target.endswith("GMMPosterior") else "flow", logger=None)
+        posterior.task_, posterior.prior_ = task, prior
+        return posterior
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.task_ is not None:  # pickle the weights and configuration, not the Lightning trainer references
+            state["task_"] = (dict(self.task_.hparams), copy.deepcopy(self.task_.state_dict()))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        task = state.get("task_")
+        if isinstance(task, tuple):
+            hparams, weights = task
+            restored = PosteriorTask(**hparams)
+            restored.load_state_dict(weights)
+            state["task_"] = restored.eval()
+        self.__dict__.update(state)
+
+
+class _KeepBest(pl.Callback):
+    """Keeps the weights of the best validation epoch in memory (sbi restores them too)."""
+
+    def __init__(self) -> None:
+        self.best = float("inf")
+        self.best_state: dict | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/nll")
+        if value is not None and float(value) < self.best and not trainer.sanity_checking:
+            self.best = float(value)
+            self.best_state = copy.deepcopy(pl_module.state_dict())

@@ -1,0 +1,187 @@
+"""PosteriorTask: trains an amortized posterior q(θ | x_1..n) by −log q(θ | x) on simulations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from priorfit.priors.base import Batch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset, random_split
+
+from priorfit.errors import InvalidHyperparameterError
+
+__all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
+
+NETWORKS = {"flow": "priorfit.networks.posterior.FlowPosterior", "gmm": "priorfit.networks.posterior.GMMPosterior"}
+
+
+class PosteriorTask(pl.LightningModule):
+    """Neural posterior estimation with a set encoder (any number n of iid observations per θ).
+
+    Args:
+        prior: the simulator prior as a Hydra config (``_target_``) or an object with ``sample`` returning
+            ``Batch(x=(B, n, Dx), theta=(B, Dθ))`` (e.g. ``SimulatorPrior``); objects are not stored in
+            checkpoints, configs are.
+        network: network config: ``{"kind": "flow" | "gmm", ...keyword arguments}`` or a ``_target_`` dict;
+            θ and x dimensions are filled in from the prior.
+        theta_dim, x_dim: sizes, needed only when ``prior`` is a stored description rather than a sampler.
+        lr, weight_decay: AdamW settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        prior: Any,
+        network: dict,
+        theta_dim: int | None = None,
+        x_dim: int | None = None,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        prior_config = dict(prior) if isinstance(prior, dict) else None
+        if prior_config and "_target_" in prior_config:
+            self.prior = instantiate(prior_config, _convert_="all")
+        elif prior_config is not None:  # a checkpoint of a posterior trained on given simulations: sizes only
+            self.prior = SimulationShapes(int(theta_dim), int(x_dim))
+        else:
+            self.prior = prior
+        probe = self.prior.sample(2, 1, generator=torch.Generator().manual_seed(0))
+        if probe.theta is None:
+            raise InvalidHyperparameterError(f"{type(self.prior).__name__} yields no θ: it is not a simulator prior")
+        theta_dim, x_dim = probe.theta.shape[-1], probe.x.shape[-1]
+        network = dict(network)
+        target = network.pop("_target_", None) or NETWORKS.get(network.pop("kind", "flow"))
+        if target is None:
+            raise InvalidHyperparameterError(f"unknown posterior network kind; choose one of {sorted(NETWORKS)}")
+        self.save_hyperparameters(
+            {
+                "prior": prior_config if prior_config else {"description": repr(self.prior)},
+                "network": {"_target_": target, **network},
+                "theta_dim": theta_dim,
+                "x_dim": x_dim,
+                "lr": lr,
+                "weight_decay": weight_decay,
+            }
+        )
+        self.network = instantiate({"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, _convert_="all")
+        self.register_buffer("standardized", torch.tensor(False))  # z-scoring fitted (saved with the weights)
+
+    def on_fit_start(self) -> None:
+        if bool(self.standardized):
+            return  # resumed or fine-tuned: keep the statistics the weights were trained with
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, SimulationDataModule):
+            theta, x = datamodule.theta, datamodule.x
+        else:
+            theta, x = simulate_budget(self.prior, 2000, 1, seed=0)
+        self.network.fit_standardization(theta.to(self.device), x.to(self.device))
+        self.standardized.fill_(True)
+
+    def forward(self, x: Tensor) -> torch.distributions.Distribution:
+        return self.network(x)
+
+    def nll(self, theta: Tensor, x: Tensor) -> Tensor:
+        return -self.network.distribution(x).log_prob(theta)
+
+    def _unpack(self, batch: Batch | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        return (batch.theta, batch.x) if isinstance(batch, Batch) else (batch[0], batch[1])
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        theta, x = self._unpack(batch)
+        loss = self.nll(theta, x).mean()
+        self.log("train/nll", loss, prog_bar=True, batch_size=len(theta))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        theta, x = self._unpack(batch)
+        self.log("val/nll", self.nll(theta, x).mean(), prog_bar=True, sync_dist=True, batch_size=len(theta))
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+class SimulationShapes:
+    """Stands in for a simulator prior when training on given simulations: tells the task θ's and x's sizes."""
+
+    def __init__(self, theta_dim: int, x_dim: int) -> None:
+        self.theta_dim, self.x_dim = theta_dim, x_dim
+
+    def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
+        x = torch.zeros(batch_size, max(1, num_points), self.x_dim)
+        return Batch(x=x, theta=torch.zeros(batch_size, self.theta_dim))
+
+    def __repr__(self) -> str:
+        return f"given simulations (theta_dim={self.theta_dim}, x_dim={self.x_dim})"
+
+
+def simulate_budget(
+    prior, num_simulations: int, num_points: int, seed: int, chunk: int = 1000
+) -> tuple[Tensor, Tensor]:
+    """(θ (N, Dθ), x (N, n, Dx)): a fixed simulation budget drawn in chunks from a seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    thetas, xs = [], []
+    for start in range(0, num_simulations, chunk):
+        batch = prior.sample(min(chunk, num_simulations - start), num_points, generator=generator)
+        thetas.append(batch.theta)
+        xs.append(batch.x)
+    return torch.cat(thetas), torch.cat(xs)
+
+
+class SimulationDataModule(pl.LightningDataModule):
+    """A fixed budget of simulations (as in sbi), split into training and validation sets.
+
+    Args:
+        prior: simulator prior (``sample`` returning θ and x); ignored when ``simulations`` is given.
+        num_simulations: parameter draws to simulate.
+        num_points: iid observations per θ when the prior does not fix it.
+        simulations: precomputed ``(theta (N, Dθ), x (N, n, Dx))`` to train on instead.
+        validation_fraction: held out for validation / early stopping.
+    """
+
+    def __init__(
+        self,
+        prior: Any = None,
+        *,
+        num_simulations: int = 10_000,
+        num_points: int = 1,
+        simulations: tuple[Tensor, Tensor] | None = None,
+        batch_size: int = 200,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if simulations is None:
+            if prior is None:
+                raise InvalidHyperparameterError("SimulationDataModule needs a prior or precomputed simulations")
+            simulations = simulate_budget(prior, num_simulations, num_points, seed)
+        theta, x = simulations
+        if len(theta) != len(x) or len(theta) < 2:
+            raise InvalidHyperparameterError(
+                f"need matching θ and x with at least 2 rows, got {len(theta)} and {len(x)}"
+            )
+        self.theta, self.x = theta.float(), x.float()
+        num_val = max(1, int(round(validation_fraction * len(theta))))
+        self.train_set, self.val_set = random_split(
+            TensorDataset(self.theta, self.x),
+            [len(theta) - num_val, num_val],
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) > self.batch_size,
+            generator=generator,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=max(self.batch_size, 1000))
