@@ -28,6 +28,7 @@ __all__ = [
     "get_problem",
     "mcmc_posterior",
     "box_uniform",
+    "simulator_prior",
 ]
 
 
@@ -265,6 +266,16 @@ def get_problem(name: str, **kwargs) -> _Problem:
     if name not in PROBLEMS:
         raise InvalidHyperparameterError(f"unknown SBI problem {name!r}; choose one of {sorted(PROBLEMS)}")
     return PROBLEMS[name](**kwargs)
+
+
+def simulator_prior(problem: str, *, num_iid: int | tuple[int, int] | None = 1, **kwargs):
+    """``SimulatorPrior`` of a standard problem by name (what Hydra configs instantiate)."""
+    from priorfit.priors.simulator import SimulatorPrior
+
+    instance = get_problem(problem, **kwargs)
+    return SimulatorPrior(
+        instance.prior, instance.simulate, num_iid=tuple(num_iid) if isinstance(num_iid, list) else num_iid
+    )
 
 
 def mcmc_posterior(

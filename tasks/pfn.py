@@ -26,7 +26,8 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _plain(config: Any) -> Any:
+def plain_config(config: Any) -> Any:
+    """A Hydra DictConfig as plain dicts and lists (other values unchanged)."""
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
 
 
@@ -70,7 +71,7 @@ class PFNTask(pl.LightningModule):
         borders: Tensor | None = None,
     ) -> None:
         super().__init__()
-        prior, network = _plain(prior), _plain(network)
+        prior, network = plain_config(prior), plain_config(network)
         self.save_hyperparameters(
             {
                 "prior": prior,

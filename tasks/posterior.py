@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from priorfit.priors.base import Batch
+from priorfit.tasks.pfn import plain_config
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
@@ -42,6 +43,7 @@ class PosteriorTask(pl.LightningModule):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
+        prior, network = plain_config(prior), plain_config(network)
         prior_config = dict(prior) if isinstance(prior, dict) else None
         if prior_config and "_target_" in prior_config:
             self.prior = instantiate(prior_config, _convert_="all")

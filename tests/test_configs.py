@@ -7,7 +7,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from priorfit.train import train
-from tests.helpers import TINY_NETWORK, compose_config
+from tests.helpers import TINY_NETWORK, TINY_POSTERIOR, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
 
@@ -18,7 +18,8 @@ def test_all_required_experiments_exist():
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs_a_fast_dev_run(experiment, tmp_path):
-    cfg = compose_config(tmp_path, [f"experiment={experiment}", "+trainer.fast_dev_run=true", *TINY_NETWORK])
+    tiny = TINY_POSTERIOR if experiment.startswith("sbi_") else TINY_NETWORK
+    cfg = compose_config(tmp_path, [f"experiment={experiment}", "+trainer.fast_dev_run=true", *tiny])
     assert cfg.experiment_name == experiment
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 1
