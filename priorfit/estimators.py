@@ -72,8 +72,8 @@ class _TabularPFN(BaseEstimator):
         return tags
 
     # ----------------------------------------------------------------------------------- fitting
-    def _fit_context(self, X, y_context: np.ndarray) -> None:
-        """Load the model, check limits, fit the members' views and store the context tensors."""
+    def _fit_context(self, X, rng: np.random.RandomState) -> None:
+        """Load the model, check limits, fit the members' views and store the context inputs."""
         if not isinstance(self.n_estimators, (int, np.integer)) or self.n_estimators < 1:
             raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
         if not self.max_memory_mb > 0:
@@ -87,7 +87,6 @@ class _TabularPFN(BaseEstimator):
             self._limit("features", num_features, max_features)
         self.encoder_ = TableEncoder()
         encoded = self.encoder_.fit_transform(X)
-        rng = check_random_state(self.random_state)
         # columns constant on the training rows carry no information; the network never sees them
         informative = np.flatnonzero(np.ptp(encoded, axis=0) > 0) if num_rows else np.arange(num_features)
         informative = informative if informative.size else np.arange(1)
@@ -101,6 +100,9 @@ class _TabularPFN(BaseEstimator):
             view = MemberView(NUMERIC_TRANSFORMS[index % len(NUMERIC_TRANSFORMS)], order, self.encoder_.categorical_)
             self.members_.append(view.fit(encoded))
         self.context_x_ = self._views(encoded)
+
+    def _set_context_y(self, y_context: np.ndarray) -> None:
+        """(E, n) context targets, one row per member."""
         self.context_y_ = torch.tensor(np.array(y_context), dtype=torch.float32, device=self.device)
 
     def _load_model(self) -> PFNModel:
@@ -191,7 +193,8 @@ class PFNClassifier(ClassifierMixin, _TabularPFN):
         self.classes_ = self.label_encoder_.classes_
         labels = self.label_encoder_.transform(y)
         num_classes = len(self.classes_)
-        self._fit_context(X, np.zeros(len(labels)))
+        rng = check_random_state(self.random_state)
+        self._fit_context(X, rng)
         max_classes = self.model_.head.num_classes
         if num_classes > max_classes:
             # a head has a fixed number of class logits: this limit cannot be lifted
@@ -199,13 +202,11 @@ class PFNClassifier(ClassifierMixin, _TabularPFN):
                 f"{num_classes} classes exceed this checkpoint's limit of {max_classes} (its output layer has "
                 f"{max_classes} class logits); train a checkpoint with more classes (task.num_classes)"
             )
-        rng = check_random_state(self.random_state)
         # member 0 sees the labels as given, the others through a random relabelling each
         self.class_permutations_ = np.stack(
             [np.arange(num_classes)] + [rng.permutation(num_classes) for _ in range(self.n_estimators - 1)]
         )
-        member_labels = self.class_permutations_[:, labels]  # (E, n)
-        self.context_y_ = torch.as_tensor(member_labels, dtype=torch.float32, device=self.device)
+        self._set_context_y(self.class_permutations_[:, labels])  # (E, n): member e's labels
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -259,7 +260,8 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
         spread = float(y.std())
         self.y_scale_ = spread if spread > 1e-12 * max(1.0, abs(self.y_mean_)) else 1.0
         standardized = (y - self.y_mean_) / self.y_scale_
-        self._fit_context(X, np.broadcast_to(standardized, (self.n_estimators, len(y))))
+        self._fit_context(X, check_random_state(self.random_state))
+        self._set_context_y(np.broadcast_to(standardized, (self.n_estimators, len(y))))
         # float64 copy of the bucket borders: quantiles and densities are read off in double precision
         self.head_ = BarDistribution(self.model_.head.borders.double())
         return self
