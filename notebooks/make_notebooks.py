@@ -102,8 +102,9 @@ against scikit-learn's own models on the same splits.""",
     (
         "code",
         """import time
-import numpy as np
+
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
 from sklearn.ensemble import RandomForestClassifier
@@ -112,6 +113,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
 from priorfit import PFNClassifier, PFNRegressor
 
 torch.set_num_threads(2)
