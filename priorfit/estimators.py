@@ -72,8 +72,12 @@ class _TabularPFN(BaseEstimator):
         return tags
 
     # ----------------------------------------------------------------------------------- fitting
-    def _fit_context(self, X, rng: np.random.RandomState) -> None:
-        """Load the model, check limits, fit the members' views and store the context inputs."""
+    def _fit_context(self, X, rng: np.random.RandomState, *, merge_identical: bool = False) -> None:
+        """Load the model, check limits, fit the members' views and store the context inputs.
+
+        With ``merge_identical`` (members that differ only by their view), members whose views coincide
+        (e.g. every permutation of a single feature) run once, weighted by how many they stand for.
+        """
         if not isinstance(self.n_estimators, (int, np.integer)) or self.n_estimators < 1:
             raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
         if not self.max_memory_mb > 0:
@@ -91,14 +95,19 @@ class _TabularPFN(BaseEstimator):
         informative = np.flatnonzero(np.ptp(encoded, axis=0) > 0) if num_rows else np.arange(num_features)
         informative = informative if informative.size else np.arange(1)
         self.members_: list[MemberView] = []
+        counts: dict[tuple, int] = {}
         for index in range(self.n_estimators):
             if informative.size > max_features:  # only with ignore_pretraining_limits: a random subset per member
                 order = np.sort(rng.choice(informative, max_features, replace=False))
             else:
                 order = informative
             order = rng.permutation(order) if index else order
-            view = MemberView(NUMERIC_TRANSFORMS[index % len(NUMERIC_TRANSFORMS)], order, self.encoder_.categorical_)
-            self.members_.append(view.fit(encoded))
+            transform = NUMERIC_TRANSFORMS[index % len(NUMERIC_TRANSFORMS)]
+            key = (transform, tuple(order)) if merge_identical else (index,)
+            if key not in counts:
+                self.members_.append(MemberView(transform, order, self.encoder_.categorical_).fit(encoded))
+            counts[key] = counts.get(key, 0) + 1
+        self.member_weights_ = torch.tensor(list(counts.values()), dtype=torch.float64) / self.n_estimators
         self.context_x_ = self._views(encoded)
 
     def _set_context_y(self, y_context: np.ndarray) -> None:
@@ -220,7 +229,7 @@ class PFNClassifier(ClassifierMixin, _TabularPFN):
         # member e showed class c as label perm[e, c]: read its column perm[e, c] back as class c
         index = torch.as_tensor(self.class_permutations_, device=probs.device)
         probs = probs.gather(2, index.unsqueeze(1).expand(-1, probs.shape[1], -1))
-        return probs.mean(0).cpu().numpy()
+        return (probs * self.member_weights_.to(probs.device).view(-1, 1, 1)).sum(0).cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each query row (labels as given to ``fit``)."""
@@ -260,8 +269,8 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
         spread = float(y.std())
         self.y_scale_ = spread if spread > 1e-12 * max(1.0, abs(self.y_mean_)) else 1.0
         standardized = (y - self.y_mean_) / self.y_scale_
-        self._fit_context(X, check_random_state(self.random_state))
-        self._set_context_y(np.broadcast_to(standardized, (self.n_estimators, len(y))))
+        self._fit_context(X, check_random_state(self.random_state), merge_identical=True)
+        self._set_context_y(np.broadcast_to(standardized, (len(self.members_), len(y))))
         # float64 copy of the bucket borders: quantiles and densities are read off in double precision
         self.head_ = BarDistribution(self.model_.head.borders.double())
         return self
@@ -269,7 +278,8 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
     def _averaged_logits(self, X) -> torch.Tensor:
         """(m, K) log of the members' averaged bucket probabilities (standardised units)."""
         logits = self._member_logits(self._validate_query(X)).double()
-        return logits.log_softmax(-1).logsumexp(0) - math.log(logits.shape[0])
+        log_weights = self.member_weights_.to(logits.device).log().view(-1, 1, 1)
+        return (logits.log_softmax(-1) + log_weights).logsumexp(0)
 
     def predict(self, X, *, output_type: OutputType = "mean", quantiles=DEFAULT_QUANTILES) -> Any:
         """Point predictions (``"mean"``, ``"median"``, ``"mode"``), ``"quantiles"`` (list of arrays, one

@@ -173,6 +173,19 @@ def test_regressor_log_density_is_a_density_in_y_units(regression_fit):
         reg.predict_log_density(X_test[:3], [1.0, 2.0])
 
 
+def test_members_with_identical_views_run_once():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 1))
+    y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=60)
+    merged = PFNRegressor(n_estimators=6).fit(X, y)
+    assert len(merged.members_) == 2  # one feature: every permutation is the identity; two numeric transforms
+    torch = pytest.importorskip("torch")
+    torch.testing.assert_close(merged.member_weights_, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    two = PFNRegressor(n_estimators=2).fit(X, y)
+    np.testing.assert_allclose(merged.predict(X), two.predict(X), rtol=1e-6)
+    assert len(PFNClassifier(n_estimators=6).fit(X, y > 0).members_) == 6  # class relabellings still differ
+
+
 def test_fitted_estimator_pickles(regression_fit):
     reg, X_test, _ = regression_fit
     restored = pickle.loads(pickle.dumps(reg))
