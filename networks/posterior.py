@@ -25,7 +25,7 @@ from torch.distributions import (
 
 from priorfit.errors import PriorfitValidationError
 
-__all__ = ["SetEncoder", "FlowPosterior", "GMMPosterior", "Standardizer"]
+__all__ = ["SetEncoder", "FlowPosterior", "GMMPosterior", "Standardizer", "check_observation_sets"]
 
 
 class Standardizer(nn.Module):
@@ -96,6 +96,24 @@ class SetEncoder(nn.Module):
         return self.pool(torch.cat([(tokens * weights).sum(1) / count, count.log()], dim=-1))
 
 
+def check_observation_sets(x: Tensor, x_dim: int) -> Tensor:
+    """User observations as (B, n, Dx): a (n, Dx) set gets a batch axis; named errors for shape, n = 0, NaN/inf."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x, dtype=torch.float32)
+    if x.dim() == 2:  # one set of n observations
+        x = x.unsqueeze(0)
+    if x.dim() != 3 or x.shape[-1] != x_dim:
+        raise PriorfitValidationError(
+            f"x must have shape (n, {x_dim}) or (B, n, {x_dim}) (n iid observations of {x_dim} "
+            f"features), got {tuple(x.shape)}"
+        )
+    if x.shape[1] == 0:
+        raise PriorfitValidationError("x has no observations (n = 0)")
+    if not torch.isfinite(x).all():
+        raise PriorfitValidationError("x contains NaN or infinity")
+    return x
+
+
 class _Posterior(nn.Module):
     """Shared input checks and standardisation for the posterior heads."""
 
@@ -113,20 +131,7 @@ class _Posterior(nn.Module):
         self.x_scaler.fit(x)
 
     def check_x(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            x = torch.as_tensor(x, dtype=torch.float32)
-        if x.dim() == 2:  # one set of n observations
-            x = x.unsqueeze(0)
-        if x.dim() != 3 or x.shape[-1] != self.x_dim:
-            raise PriorfitValidationError(
-                f"x must have shape (n, {self.x_dim}) or (B, n, {self.x_dim}) (n iid observations of {self.x_dim} "
-                f"features), got {tuple(x.shape)}"
-            )
-        if x.shape[1] == 0:
-            raise PriorfitValidationError("x has no observations (n = 0)")
-        if not torch.isfinite(x).all():
-            raise PriorfitValidationError("x contains NaN or infinity")
-        return x.to(self.x_scaler.mean.dtype)
+        return check_observation_sets(x, self.x_dim).to(self.x_scaler.mean.dtype)
 
     def _to_theta_units(self, standardized: Distribution) -> Distribution:
         transform = AffineTransform(self.theta_scaler.mean, self.theta_scaler.std, event_dim=1)
@@ -135,6 +140,10 @@ class _Posterior(nn.Module):
     def forward(self, x: Tensor) -> Distribution:
         """q(θ | x) for checked user input x (n, Dx) or (B, n, Dx): batch shape (B,), event shape (Dθ,)."""
         return self.distribution(self.check_x(x))
+
+    def training_loss(self, theta: Tensor, x: Tensor) -> Tensor:
+        """−log q(θ | x) per row: the task's loss."""
+        return -self.distribution(x).log_prob(theta)
 
     def distribution(self, x: Tensor) -> Distribution:
         """q(θ | x) without input checks; NaN rows of x are padding (the training path)."""

@@ -17,14 +17,16 @@ from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, Simula
 
 __all__ = ["AmortizedPosterior"]
 
-Estimator = Literal["flow", "gmm"]
+Estimator = Literal["flow", "gmm", "score"]
 
 
 class AmortizedPosterior:
     """Neural posterior estimation with a set encoder, trained by Lightning on a fixed simulation budget.
 
     Args:
-        estimator: "flow" (set encoder + zuko neural spline flow) or "gmm" (Gaussian-mixture head).
+        estimator: "flow" (set encoder + zuko neural spline flow), "gmm" (Gaussian-mixture head) or "score"
+            (a score network trained on single observations whose scores compose for any n at sampling time;
+            train it with ``num_iid=1``; ``sample`` only, no ``log_prob``).
         num_iid: observations per θ in the training sets: an int or a (low, high) range (each θ gets its
             own n), so one network serves any n in it.
         network: extra keyword arguments of the network (``encoder={...}``, ``transforms``, ``components``...).
@@ -33,6 +35,7 @@ class AmortizedPosterior:
         batch_size, lr, validation_fraction, seed: training settings; ``seed`` also fixes the simulations.
         logger: "wandb" (offline, under ``$PRIORFIT_RUNS_DIR`` or ``runs/``), "csv" or None.
         progress_bar: Lightning's progress bar while training.
+        sampling_steps: reverse-diffusion steps of the "score" sampler.
 
     Example:
         >>> from priorfit.priors.simulators import GaussianLinear
@@ -57,12 +60,10 @@ class AmortizedPosterior:
         seed: int = 0,
         logger: Literal["wandb", "csv"] | None = "wandb",
         progress_bar: bool = True,
+        sampling_steps: int = 200,
     ) -> None:
-        if estimator not in ("flow", "gmm"):
-            raise InvalidHyperparameterError(
-                f"estimator must be 'flow' or 'gmm', got {estimator!r} (the compositional 'score' estimator is "
-                "not built yet)"
-            )
+        if estimator not in ("flow", "gmm", "score"):
+            raise InvalidHyperparameterError(f"estimator must be 'flow', 'gmm' or 'score', got {estimator!r}")
         self.estimator = estimator
         self.num_iid = num_iid
         self.network_kwargs = dict(network or {})
@@ -74,6 +75,7 @@ class AmortizedPosterior:
         self.seed = seed
         self.logger = logger
         self.progress_bar = progress_bar
+        self.sampling_steps = sampling_steps
         self.task_: Any = None
         self.prior_: torch.distributions.Distribution | None = None
         self.acceptance_rate_: float | None = None
@@ -127,7 +129,7 @@ class AmortizedPosterior:
             max_epochs=self.max_epochs,
             accelerator="cpu",
             logger=self._make_logger(),
-            callbacks=[pl.callbacks.EarlyStopping("val/nll", patience=self.patience), keep_best],
+            callbacks=[pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best],
             enable_progress_bar=self.progress_bar,
             enable_model_summary=False,
             enable_checkpointing=False,
@@ -181,7 +183,12 @@ class AmortizedPosterior:
         Samples outside the prior's support are rejected and redrawn; ``acceptance_rate_`` records the
         fraction kept (a low rate means the posterior leaks mass outside the prior, as sbi warns).
         """
-        distribution = self._network()(self._observations(x_obs))
+        network = self._network()
+        x = self._observations(x_obs)
+        if self.estimator == "score":
+            distribution = _ScoreSampler(network, x[0], self.sampling_steps)
+        else:
+            distribution = network(x)
         support = getattr(self.prior_, "support", None) if reject_outside_prior else None
         kept, drawn, have = [], 0, 0
         while have < num_samples:
@@ -199,10 +206,17 @@ class AmortizedPosterior:
         self.acceptance_rate_ = have / drawn
         return torch.cat(kept)[:num_samples]
 
+    def _density_network(self):
+        if self.estimator == "score":
+            raise PriorfitValidationError(
+                "the 'score' estimator has no tractable density: use sample(), or a 'flow' / 'gmm' estimator"
+            )
+        return self._network()
+
     @torch.no_grad()
     def log_prob(self, theta: Tensor, x_obs: Tensor) -> Tensor:
         """log q(θ | x_obs) for each row of θ (M, Dθ), given one set x_obs (n, Dx) (not renormalised to the prior)."""
-        network = self._network()
+        network = self._density_network()
         theta = torch.as_tensor(theta, dtype=torch.float32)
         theta = theta.unsqueeze(0) if theta.dim() == 1 else theta
         if theta.dim() != 2 or theta.shape[-1] != network.theta_dim:
@@ -212,7 +226,7 @@ class AmortizedPosterior:
 
     def map(self, x_obs: Tensor, *, num_candidates: int = 1000, steps: int = 100, lr: float = 0.01) -> Tensor:
         """The posterior mode: gradient ascent on log q(θ | x_obs) from the best of ``num_candidates`` samples."""
-        network = self._network()
+        network = self._density_network()
         x = self._observations(x_obs)
         with torch.no_grad():
             distribution = network(x)
@@ -265,6 +279,16 @@ class AmortizedPosterior:
         self.__dict__.update(state)
 
 
+class _ScoreSampler:
+    """Gives the score network's composed-diffusion sampler the ``sample(shape)`` face of a distribution."""
+
+    def __init__(self, network, x: Tensor, steps: int) -> None:
+        self.network, self.x, self.steps = network, x, steps
+
+    def sample(self, shape: tuple[int]) -> Tensor:
+        return self.network.sample(self.x, shape[0], steps=self.steps).unsqueeze(1)
+
+
 class _KeepBest(pl.Callback):
     """Keeps the weights of the best validation epoch in memory (sbi restores them too)."""
 
@@ -273,7 +297,7 @@ class _KeepBest(pl.Callback):
         self.best_state: dict | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = trainer.callback_metrics.get("val/nll")
+        value = trainer.callback_metrics.get("val/loss")
         if value is not None and float(value) < self.best and not trainer.sanity_checking:
             self.best = float(value)
             self.best_state = copy.deepcopy(pl_module.state_dict())

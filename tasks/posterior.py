@@ -16,11 +16,15 @@ from priorfit.errors import InvalidHyperparameterError
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
 
-NETWORKS = {"flow": "priorfit.networks.posterior.FlowPosterior", "gmm": "priorfit.networks.posterior.GMMPosterior"}
+NETWORKS = {
+    "flow": "priorfit.networks.posterior.FlowPosterior",
+    "gmm": "priorfit.networks.posterior.GMMPosterior",
+    "score": "priorfit.networks.score.ScoreNetwork",
+}
 
 
 class PosteriorTask(pl.LightningModule):
-    """Neural posterior estimation with a set encoder (any number n of iid observations per θ).
+    """Amortized posteriors: NPE with a set encoder (flow, gmm) or a compositional score network (score).
 
     Args:
         prior: the simulator prior as a Hydra config (``_target_``) or an object with ``sample`` returning
@@ -86,21 +90,27 @@ class PosteriorTask(pl.LightningModule):
     def forward(self, x: Tensor) -> torch.distributions.Distribution:
         return self.network(x)
 
-    def nll(self, theta: Tensor, x: Tensor) -> Tensor:
-        return -self.network.distribution(x).log_prob(theta)
+    def loss(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Per-sample loss: −log q(θ | x) for density networks, denoising score matching for the score network."""
+        return self.network.training_loss(theta, x)
 
     def _unpack(self, batch: Batch | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         return (batch.theta, batch.x) if isinstance(batch, Batch) else (batch[0], batch[1])
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         theta, x = self._unpack(batch)
-        loss = self.nll(theta, x).mean()
-        self.log("train/nll", loss, prog_bar=True, batch_size=len(theta))
+        loss = self.loss(theta, x).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(theta))
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         theta, x = self._unpack(batch)
-        self.log("val/nll", self.nll(theta, x).mean(), prog_bar=True, sync_dist=True, batch_size=len(theta))
+        with torch.random.fork_rng(devices=[]):  # the score loss draws noise: the same draws every epoch
+            torch.manual_seed(batch_idx)
+            loss = self.loss(theta, x).mean()
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(theta))
+        if not hasattr(self.network, "composed_score"):  # density networks: the loss is the NLL of θ
+            self.log("val/nll", loss, sync_dist=True, batch_size=len(theta))
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -108,3 +108,22 @@ def test_bad_inputs_get_named_errors(trained):
         AmortizedPosterior(**FAST).fit(box_uniform(0, 1, 2), lambda t: t.sum(), num_simulations=100)
     with pytest.raises(InvalidHyperparameterError, match="estimator"):
         AmortizedPosterior("nope")
+
+
+def test_score_estimator_composes_single_observation_scores(problem):
+    """Trained on single observations only; n = 1 matches the exact posterior, n = 5 composes the scores."""
+    post = AmortizedPosterior("score", sampling_steps=100, **{**FAST, "max_epochs": 150, "patience": 20})
+    post.fit(problem.prior, problem.simulate, num_simulations=3000)
+    torch.manual_seed(1)
+    theta = problem.prior.sample((1,))
+    single = problem.simulate(theta)
+    samples = post.sample(single, 800)
+    assert float(c2st(samples, problem.reference_posterior(single, 800))) < 0.6
+    five = problem.simulate(theta.repeat(5, 1))
+    composed = post.sample(five, 800)
+    exact = problem.posterior(five)
+    assert (composed.std(0) < 0.75 * samples.std(0)).all()  # exact ratio 0.58
+    assert (composed.mean(0).double() - exact.mean).abs().max() < 2.5 * exact.stddev.max()
+    assert float(c2st(composed, problem.reference_posterior(five, 800))) < 0.85
+    with pytest.raises(PriorfitValidationError, match="no tractable density"):
+        post.log_prob(torch.zeros(1, 2), single)
