@@ -94,13 +94,18 @@ class AmortizedPosterior:
             raise InvalidHyperparameterError(f"num_simulations must be an integer >= 10, got {num_simulations!r}")
         simulator_prior = SimulatorPrior(prior, simulator, num_iid=self.num_iid)
         simulations = simulate_budget(simulator_prior, num_simulations, 1, seed=self.seed)
-        self.num_dropped_ = simulator_prior.num_dropped
-        return self.fit_simulations(*simulations, prior=prior)
+        self.fit_simulations(*simulations, prior=prior)
+        self.num_dropped_ += simulator_prior.num_dropped  # redrawn in simulation, so never trained on
+        return self
 
     def fit_simulations(
         self, theta: Tensor, x: Tensor, *, prior: torch.distributions.Distribution | None = None
     ) -> AmortizedPosterior:
-        """Train on given simulations: θ (N, Dθ) and x (N, n, Dx) (or (N, Dx) for one observation each)."""
+        """Train on given simulations: θ (N, Dθ) and x (N, n, Dx) (or (N, Dx) for one observation each).
+
+        Rows with infinite values or no observations are dropped (``num_dropped_``); NaN rows pad sets of
+        different sizes.
+        """
         theta, x = torch.as_tensor(theta, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32)
         x = x.unsqueeze(1) if x.dim() == 2 else x
         if theta.dim() != 2 or x.dim() != 3 or len(theta) != len(x):
@@ -110,7 +115,8 @@ class AmortizedPosterior:
             )
         # non-finite simulations are not trained on (NaN rows pad sets of different sizes and are kept)
         finite = (~torch.isinf(x)).all(dim=(1, 2)) & (~torch.isnan(x)).any(-1).any(-1) & torch.isfinite(theta).all(1)
-        if not finite.all():
+        self.num_dropped_ = int((~finite).sum())
+        if self.num_dropped_:
             theta, x = theta[finite], x[finite]
         pl.seed_everything(self.seed, verbose=False)
         datamodule = SimulationDataModule(
@@ -136,10 +142,11 @@ class AmortizedPosterior:
             gradient_clip_val=5.0,
         )
         trainer.fit(task, datamodule=datamodule)
-        task.load_state_dict(keep_best.best_state)
+        if keep_best.best_state is not None:
+            task.load_state_dict(keep_best.best_state)
         self.task_ = task.eval()
         self.prior_ = prior
-        self.best_val_nll_ = keep_best.best
+        self.best_val_loss_ = keep_best.best  # −log q(θ | x) for flow / gmm, the score-matching loss for score
         self.epochs_ = trainer.current_epoch
         return self
 

@@ -127,3 +127,12 @@ def test_score_estimator_composes_single_observation_scores(problem):
     assert float(c2st(composed, problem.reference_posterior(five, 800))) < 0.85
     with pytest.raises(PriorfitValidationError, match="no tractable density"):
         post.log_prob(torch.zeros(1, 2), single)
+
+
+def test_non_finite_simulations_are_dropped_before_training(problem):
+    theta = problem.prior.sample((300,))
+    x = problem.simulate(theta)
+    x[:7, 0] = float("inf")
+    post = AmortizedPosterior("gmm", network=SMALL, **{**FAST, "max_epochs": 2})
+    post.fit_simulations(theta, x, prior=problem.prior)
+    assert post.num_dropped_ == 7 and post.sample(x[10], 50).shape == (50, 2)
