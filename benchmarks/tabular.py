@@ -46,8 +46,10 @@ CLASSIFICATION_DATA = {
     "breast_cancer": load_breast_cancer,
     "digits": load_digits,
 }
+# --clf-checkpoint / --reg-checkpoint score other weights than the bundled ones (e.g. a run's model.safetensors)
+CHECKPOINTS: dict[str, str | None] = {"classifier": None, "regressor": None}
 CLASSIFIERS = {
-    "PFNClassifier": lambda seed: PFNClassifier(random_state=seed),
+    "PFNClassifier": lambda seed: PFNClassifier(checkpoint=CHECKPOINTS["classifier"], random_state=seed),
     "LogisticRegression": lambda seed: LogisticRegression(),
     "RandomForest": lambda seed: RandomForestClassifier(random_state=seed),
     "HistGradientBoosting": lambda seed: HistGradientBoostingClassifier(random_state=seed),
@@ -77,7 +79,8 @@ def fit_predict_proba(model, X_train, y_train, X_test) -> np.ndarray:
 
 
 def pfn_log_density(seed: int, X_train, y_train, X_test, y_test) -> np.ndarray:
-    return PFNRegressor(random_state=seed).fit(X_train, y_train).predict_log_density(X_test, y_test)
+    model = PFNRegressor(checkpoint=CHECKPOINTS["regressor"], random_state=seed)
+    return model.fit(X_train, y_train).predict_log_density(X_test, y_test)
 
 
 def gp_log_density(seed: int, X_train, y_train, X_test, y_test) -> np.ndarray:
@@ -171,7 +174,7 @@ def large_query(rows: int = 100_000) -> dict:
     X, y = load_breast_cancer(return_X_y=True)
     rng = np.random.default_rng(0)
     queries = X[rng.integers(0, len(X), rows)] * rng.normal(1.0, 0.05, size=(rows, X.shape[1]))
-    clf = PFNClassifier().fit(X[:400], y[:400])
+    clf = PFNClassifier(checkpoint=CHECKPOINTS["classifier"]).fit(X[:400], y[:400])
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     proba, seconds = timed(clf.predict_proba, queries)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -247,13 +250,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS / "tabular.json")
     parser.add_argument("--splits", type=int, default=SPLITS, help="random train/test splits per data set")
+    parser.add_argument("--clf-checkpoint", help="classifier checkpoint name or path (default: tabular-clf-small)")
+    parser.add_argument("--reg-checkpoint", help="regressor checkpoint name or path (default: tabular-reg-small)")
     args = parser.parse_args()
+    CHECKPOINTS.update(classifier=args.clf_checkpoint, regressor=args.reg_checkpoint)
     SPLITS = args.splits
     # load (and cache) both checkpoints before any timing
     X, y = load_iris(return_X_y=True)
-    _, load_clf = timed(PFNClassifier().fit, X, y)
-    _, load_reg = timed(PFNRegressor().fit, X, X[:, 0])
-    PFNRegressor().fit(X, X[:, 0]).predict_log_density(X, X[:, 0])  # first-call imports inside torch
+    _, load_clf = timed(PFNClassifier(checkpoint=CHECKPOINTS["classifier"]).fit, X, y)
+    regressor = PFNRegressor(checkpoint=CHECKPOINTS["regressor"])
+    _, load_reg = timed(regressor.fit, X, X[:, 0])
+    regressor.predict_log_density(X, X[:, 0])  # first-call imports inside torch
     clf = classification()
     reg = regression()
     big = large_query()

@@ -41,7 +41,7 @@ class TableEncoder:
         if self.categorical_.any():
             self.ordinal_ = OrdinalEncoder(
                 handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
-            ).fit(_stack([_strings(col) for col, is_cat in zip(columns, self.categorical_) if is_cat]))
+            ).fit(np.stack([_strings(col) for col, is_cat in zip(columns, self.categorical_) if is_cat], axis=1))
         numeric = self._encode(columns)
         self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(numeric)
         return self
@@ -56,7 +56,7 @@ class TableEncoder:
         out = np.empty((len(columns[0]), len(columns)), dtype=np.float64)
         categorical = [i for i, is_cat in enumerate(self.categorical_) if is_cat]
         if categorical:
-            codes = self.ordinal_.transform(_stack([_strings(columns[i]) for i in categorical]))
+            codes = self.ordinal_.transform(np.stack([_strings(columns[i]) for i in categorical], axis=1))
             out[:, categorical] = codes
         for i, is_cat in enumerate(self.categorical_):
             if not is_cat:
@@ -94,10 +94,6 @@ def _strings(column: np.ndarray) -> np.ndarray:
                 f"got a {type(value).__name__}: {value!r}"
             )
     return np.array(cells, dtype=object)
-
-
-def _stack(columns: list[np.ndarray]) -> np.ndarray:
-    return np.stack(columns, axis=1)
 
 
 class MemberView:

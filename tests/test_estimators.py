@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_breast_cancer, load_iris, make_regression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -179,7 +180,6 @@ def test_members_with_identical_views_run_once():
     y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=60)
     merged = PFNRegressor(n_estimators=6).fit(X, y)
     assert len(merged.members_) == 2  # one feature: every permutation is the identity; two numeric transforms
-    torch = pytest.importorskip("torch")
     torch.testing.assert_close(merged.member_weights_, torch.tensor([0.5, 0.5], dtype=torch.float64))
     two = PFNRegressor(n_estimators=2).fit(X, y)
     np.testing.assert_allclose(merged.predict(X), two.predict(X), rtol=1e-6)
