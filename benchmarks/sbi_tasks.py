@@ -8,11 +8,16 @@ training rule (batch 200, lr 5e-4, stop after 20 epochs without validation impro
 samples for 5 observations per task are compared with reference samples by
 ``sbi.utils.metrics.c2st`` (0.5 = indistinguishable). Training and sampling wall times are reported.
 
-Not yet here: the many-iid-observations section (compositional ``score`` estimator vs sbi's NPSE),
-which needs the score estimator.
+Many iid observations (``--section iid``): 10-D Gaussian linear, 10,000 simulations of one observation
+each train our compositional ``score`` estimator (GAUSS composition, and Geffner's sum of scores with
+Langevin correction) and sbi's ``NPSE`` (sampled with each of its iid methods: fnpe, gauss, auto_gauss);
+our set-encoder ``flow`` trains on 10,000 sets of 1..30 observations. Each is scored at n = 1, 5, 10, 30
+observations against the exact posterior; training time, sampling time, and the time to draw 10,000
+samples at n = 10 are reported.
 
     python benchmarks/sbi_tasks.py                 # writes benchmarks/results/sbi_tasks.{json,png}
-    python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run (tiny budgets)
+    python benchmarks/sbi_tasks.py --section iid   # writes benchmarks/results/sbi_iid.{json,png}
+    python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from priorfit.priors.simulators import get_problem
-from sbi.inference import NPE
+from sbi.inference import NPE, NPSE
 from sbi.utils.metrics import c2st
 
 from priorfit import AmortizedPosterior
@@ -129,12 +134,165 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+IID_COUNTS = (1, 5, 10, 30)
+SBI_IID_METHODS = ("fnpe", "gauss", "auto_gauss")
+
+
+def iid_observations(problem, num_obs: int, n: int, seed: int) -> list[torch.Tensor]:
+    """``num_obs`` sets of n iid observations, each from its own θ drawn from the prior."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        theta = problem.prior.sample((num_obs,))
+        return [problem.simulate(theta[i : i + 1].expand(n, -1)) for i in range(num_obs)]
+
+
+def run_iid(budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: int, sbi_steps: int) -> dict:
+    problem = get_problem("gaussian_linear", dim=dim)
+    torch.manual_seed(budget)
+    theta = problem.prior.sample((budget,))
+    x = problem.simulate(theta)
+    samplers: dict = {}  # method -> (draw(x_o, count), train seconds)
+
+    start = time.perf_counter()
+    score = AmortizedPosterior("score", max_epochs=max_epochs, logger=None, progress_bar=False)
+    score.fit_simulations(theta, x.unsqueeze(1), prior=problem.prior)
+    score_train = time.perf_counter() - start
+    for method in ("gauss", "geffner"):
+        steps = 50 if method == "gauss" else 200
+
+        def draw(x_o, count, method=method, steps=steps):
+            score.iid_method, score.sampling_steps = method, steps
+            return score.sample(x_o, count)
+
+        samplers[f"score_{method}"] = (draw, score_train)
+
+    # our set encoder + flow, trained on sets of 1..30 observations of the same θ budget
+    sets = problem.simulate(theta.repeat_interleave(max(IID_COUNTS), 0)).view(budget, max(IID_COUNTS), dim)
+    sizes = torch.randint(1, max(IID_COUNTS) + 1, (budget,), generator=torch.Generator().manual_seed(0))
+    sets[torch.arange(max(IID_COUNTS))[None, :] >= sizes[:, None]] = float("nan")
+    start = time.perf_counter()
+    flow = AmortizedPosterior("flow", max_epochs=max_epochs, logger=None, progress_bar=False)
+    flow.fit_simulations(theta, sets, prior=problem.prior)
+    samplers["flow_on_sets"] = (lambda x_o, count: flow.sample(x_o, count), time.perf_counter() - start)
+
+    start = time.perf_counter()
+    inference = NPSE(prior=problem.prior, show_progress_bars=False)
+    inference.append_simulations(theta, x).train(max_num_epochs=max_epochs)
+    npse = inference.build_posterior()
+    npse_train = time.perf_counter() - start
+    for method in SBI_IID_METHODS:
+
+        def draw(x_o, count, method=method):
+            kwargs = {"iid_method": method} if len(x_o) > 1 else {}
+            return npse.sample((count,), x=x_o, steps=sbi_steps, show_progress_bars=False, **kwargs)
+
+        samplers[f"sbi_npse_{method}"] = (draw, npse_train)
+
+    results: dict = {name: {"train_seconds": train_s, "by_n": {}} for name, (_, train_s) in samplers.items()}
+    for n in IID_COUNTS:
+        obs = iid_observations(problem, num_obs, n, seed=2000 + n)
+        references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+        for name, (draw, _) in samplers.items():
+            scores, seconds, finite = [], [], True
+            for x_o, reference in zip(obs, references):
+                start = time.perf_counter()
+                try:
+                    samples = draw(x_o, num_samples)
+                except Exception as error:  # sbi's samplers can fail outright at large n; that is a result too
+                    samples, finite = None, False
+                    print(f"{name} n={n}: {type(error).__name__}: {error}", flush=True)
+                seconds.append(time.perf_counter() - start)
+                if samples is None or not torch.isfinite(samples).all():
+                    finite = False
+                    scores.append(1.0)  # NaN samples are told apart perfectly
+                    continue
+                scores.append(float(c2st(samples, reference)))
+            results[name]["by_n"][str(n)] = {
+                "c2st_mean": float(np.mean(scores)),
+                "c2st": scores,
+                "finite": finite,
+                "sample_seconds_per_observation": float(np.mean(seconds)),
+            }
+            print(f"iid n={n:>2} {name:18s} C2ST {np.mean(scores):.3f}  sample {np.mean(seconds):.1f} s", flush=True)
+
+    # the latency bar: 10,000 samples at n = 10 from the GAUSS-composed score estimator
+    x_o = iid_observations(problem, 1, 10, seed=3000)[0]
+    score.iid_method, score.sampling_steps = "gauss", 50
+    start = time.perf_counter()
+    score.sample(x_o, 10_000)
+    latency = {"score_gauss_10k_samples_n10_seconds": time.perf_counter() - start}
+    return {"dim": dim, "budget": budget, "methods": results, "latency": latency}
+
+
+def iid_verdict(results: dict) -> dict:
+    at10 = {name: m["by_n"]["10"]["c2st_mean"] for name, m in results["methods"].items()}
+    best_sbi = min(value for name, value in at10.items() if name.startswith("sbi_npse"))
+    stable30 = all(
+        m["by_n"]["30"]["finite"] for name, m in results["methods"].items() if name.startswith("score_gauss")
+    )
+    return {
+        "c2st_at_n10": at10,
+        "must_score_at_n10_below_0.80": at10["score_gauss"] <= 0.80,
+        "must_score_below_best_sbi_npse_at_n10": at10["score_gauss"] < best_sbi,
+        "must_10k_samples_under_10s": results["latency"]["score_gauss_10k_samples_n10_seconds"] < 10,
+        "aim_score_at_n10_below_0.65": at10["score_gauss"] <= 0.65,
+        "aim_stable_at_n30": stable30,
+    }
+
+
+def plot_iid(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, method in results["methods"].items():
+        counts = [int(n) for n in method["by_n"]]
+        ax.plot(counts, [method["by_n"][str(n)]["c2st_mean"] for n in counts], "o-", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("iid observations n")
+    ax.set_ylabel("C2ST (0.5 is best)")
+    ax.set_title(f"Gaussian linear {results['dim']}-D, {results['budget']} single-observation simulations")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".json.partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=RESULTS / "sbi_tasks.json")
+    parser.add_argument("--section", choices=("tasks", "iid"), default="tasks")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    out = args.out or RESULTS / ("sbi_tasks.json" if args.section == "tasks" else "sbi_iid.json")
+    if args.section == "iid":
+        if args.quick:
+            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3, "dim": 2, "sbi_steps": 20}
+        else:
+            settings = {
+                "budget": 10_000,
+                "num_obs": 5,
+                "num_samples": 2000,
+                "max_epochs": 1000,
+                "dim": 10,
+                "sbi_steps": 500,
+            }
+        results = run_iid(**settings)
+        report = {"settings": settings, "torch_threads": torch.get_num_threads(), **results}
+        report["verdict"] = iid_verdict(results)
+        write_report(report, out)
+        plot_iid(results, out.with_suffix(".png"))
+        print(json.dumps(report["verdict"], indent=2))
+        return
     if args.quick:
         settings = {"budgets": [300], "num_obs": 1, "num_samples": 300, "max_epochs": 3}
     else:
@@ -146,9 +304,8 @@ def main() -> None:
         "results": results,
         "verdict": verdict(results),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
+    write_report(report, out)
+    plot(results, out.with_suffix(".png"))
     print(json.dumps(report["verdict"], indent=2))
 
 

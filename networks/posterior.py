@@ -162,9 +162,9 @@ class FlowPosterior(_Posterior):
         x_dim: int,
         *,
         encoder: dict | None = None,
-        transforms: int = 5,
-        hidden: tuple[int, ...] = (64, 64),
-        bins: int = 8,
+        transforms: int = 8,
+        hidden: tuple[int, ...] = (128, 128),
+        bins: int = 10,
     ) -> None:
         super().__init__(theta_dim, x_dim, encoder)
         self.flow = zuko.flows.NSF(

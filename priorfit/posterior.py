@@ -36,6 +36,9 @@ class AmortizedPosterior:
         logger: "wandb" (offline, under ``$PRIORFIT_RUNS_DIR`` or ``runs/``), "csv" or None.
         progress_bar: Lightning's progress bar while training.
         sampling_steps: reverse-diffusion steps of the "score" sampler.
+        iid_method: how the "score" estimator composes n > 1 observations: "gauss" (Linhart et al. 2024,
+            Gaussian-corrected, no Langevin steps) or "geffner" (Geffner et al. 2023, sum of scores with a
+            Langevin corrector).
 
     Example:
         >>> from priorfit.priors.simulators import GaussianLinear
@@ -61,9 +64,12 @@ class AmortizedPosterior:
         logger: Literal["wandb", "csv"] | None = "wandb",
         progress_bar: bool = True,
         sampling_steps: int = 200,
+        iid_method: Literal["gauss", "geffner"] = "gauss",
     ) -> None:
         if estimator not in ("flow", "gmm", "score"):
             raise InvalidHyperparameterError(f"estimator must be 'flow', 'gmm' or 'score', got {estimator!r}")
+        if iid_method not in ("gauss", "geffner"):
+            raise InvalidHyperparameterError(f"iid_method must be 'gauss' or 'geffner', got {iid_method!r}")
         self.estimator = estimator
         self.num_iid = num_iid
         self.network_kwargs = dict(network or {})
@@ -76,6 +82,7 @@ class AmortizedPosterior:
         self.logger = logger
         self.progress_bar = progress_bar
         self.sampling_steps = sampling_steps
+        self.iid_method = iid_method
         self.task_: Any = None
         self.prior_: torch.distributions.Distribution | None = None
         self.acceptance_rate_: float | None = None
@@ -125,17 +132,27 @@ class AmortizedPosterior:
             validation_fraction=self.validation_fraction,
             seed=self.seed,
         )
+        network = {"kind": self.estimator, **self.network_kwargs}
+        if x.shape[1] == 1 and self.estimator != "score":
+            # one observation per θ: attention over a single token is only extra depth, which overfits small
+            # budgets (10-D Gaussian linear, 1,000 simulations: C2ST 0.76 with two attention layers, 0.67 without)
+            network["encoder"] = {"layers": 0, **network.get("encoder", {})}
         task = PosteriorTask(
             prior=SimulationShapes(theta.shape[-1], x.shape[-1]),
-            network={"kind": self.estimator, **self.network_kwargs},
+            network=network,
             lr=self.lr,
         )
         keep_best = _KeepBest()
+        callbacks = [pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best]
+        if self.estimator == "score":
+            # an exponential moving average of the weights smooths the noisy score-matching gradients; Lightning
+            # validates with the averaged weights, which _KeepBest (listed first) keeps
+            callbacks.append(pl.callbacks.EMAWeightAveraging(decay=0.999))
         trainer = pl.Trainer(
             max_epochs=self.max_epochs,
             accelerator="cpu",
             logger=self._make_logger(),
-            callbacks=[pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best],
+            callbacks=callbacks,
             enable_progress_bar=self.progress_bar,
             enable_model_summary=False,
             enable_checkpointing=False,
@@ -193,7 +210,7 @@ class AmortizedPosterior:
         network = self._network()
         x = self._observations(x_obs)
         if self.estimator == "score":
-            distribution = _ScoreSampler(network, x[0], self.sampling_steps)
+            distribution = _ScoreSampler(network, x[0], self.sampling_steps, getattr(self, "iid_method", "gauss"))
         else:
             distribution = network(x)
         support = getattr(self.prior_, "support", None) if reject_outside_prior else None
@@ -266,7 +283,8 @@ class AmortizedPosterior:
         if not isinstance(task, PosteriorTask):
             raise PriorfitValidationError(f"{path} holds a {type(task).__name__}, not an amortized posterior")
         target = task.hparams["network"]["_target_"]
-        posterior = cls("gmm" if target.endswith("GMMPosterior") else "flow", logger=None)
+        kinds = {"GMMPosterior": "gmm", "FlowPosterior": "flow", "ScoreNetwork": "score"}
+        posterior = cls(kinds[target.rsplit(".", 1)[-1]], logger=None)
         posterior.task_, posterior.prior_ = task, prior
         return posterior
 
@@ -289,11 +307,17 @@ class AmortizedPosterior:
 class _ScoreSampler:
     """Gives the score network's composed-diffusion sampler the ``sample(shape)`` face of a distribution."""
 
-    def __init__(self, network, x: Tensor, steps: int) -> None:
-        self.network, self.x, self.steps = network, x, steps
+    def __init__(self, network, x: Tensor, steps: int, iid_method: str) -> None:
+        self.network, self.x, self.steps, self.iid_method = network, x, steps, iid_method
+        self.precisions = None
+        if iid_method == "gauss" and len(x) > 1:  # estimated once, reused by every rejection round
+            self.precisions = network.gauss_precisions(x)
 
     def sample(self, shape: tuple[int]) -> Tensor:
-        return self.network.sample(self.x, shape[0], steps=self.steps).unsqueeze(1)
+        theta = self.network.sample(
+            self.x, shape[0], steps=self.steps, iid_method=self.iid_method, precisions=self.precisions
+        )
+        return theta.unsqueeze(1)
 
 
 class _KeepBest(pl.Callback):
@@ -303,7 +327,9 @@ class _KeepBest(pl.Callback):
         self.best = float("inf")
         self.best_state: dict | None = None
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # epoch end, not validation end: a weight-averaging callback listed after this one still has its
+        # averaged weights in the module here
         value = trainer.callback_metrics.get("val/loss")
         if value is not None and float(value) < self.best and not trainer.sanity_checking:
             self.best = float(value)

@@ -110,8 +110,9 @@ def test_bad_inputs_get_named_errors(trained):
         AmortizedPosterior("nope")
 
 
-def test_score_estimator_composes_single_observation_scores(problem):
-    """Trained on single observations only; n = 1 matches the exact posterior, n = 5 composes the scores."""
+def test_score_estimator_composes_single_observation_scores(problem, tmp_path):
+    """Trained on single observations only; n = 1 matches the exact posterior, n = 5 composes the scores
+    (GAUSS by default, Geffner's sum with Langevin correction on request); the weights save and load."""
     post = AmortizedPosterior("score", sampling_steps=100, **{**FAST, "max_epochs": 150, "patience": 20})
     post.fit(problem.prior, problem.simulate, num_simulations=3000)
     torch.manual_seed(1)
@@ -127,6 +128,11 @@ def test_score_estimator_composes_single_observation_scores(problem):
     assert float(c2st(composed, problem.reference_posterior(five, 800))) < 0.85
     with pytest.raises(PriorfitValidationError, match="no tractable density"):
         post.log_prob(torch.zeros(1, 2), single)
+    loaded = AmortizedPosterior.load(post.save(tmp_path / "score.safetensors"), prior=problem.prior)
+    loaded.iid_method = "geffner"
+    geffner = loaded.sample(five, 400)
+    assert loaded.estimator == "score" and torch.isfinite(geffner).all()
+    assert (geffner.mean(0).double() - exact.mean).abs().max() < 2.5 * exact.stddev.max()
 
 
 def test_non_finite_simulations_are_dropped_before_training(problem):
