@@ -56,9 +56,11 @@ class _TabularPFN(BaseEstimator):
         device: str = "cpu",
         ignore_pretraining_limits: bool = False,
         max_memory_mb: float = 1024.0,
+        subsample_rows: int | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.n_estimators = n_estimators
+        self.subsample_rows = subsample_rows
         self.random_state = random_state
         self.device = device
         self.ignore_pretraining_limits = ignore_pretraining_limits
@@ -82,6 +84,10 @@ class _TabularPFN(BaseEstimator):
             raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
         if not self.max_memory_mb > 0:
             raise ValueError(f"max_memory_mb must be positive, got {self.max_memory_mb!r}")
+        if self.subsample_rows is not None and (
+            not isinstance(self.subsample_rows, (int, np.integer)) or self.subsample_rows < 2
+        ):
+            raise ValueError(f"subsample_rows must be None or an integer >= 2, got {self.subsample_rows!r}")
         self.model_ = self._load_model()
         num_rows, num_features = X.shape
         max_features = self.model_.network.max_features
@@ -108,11 +114,20 @@ class _TabularPFN(BaseEstimator):
                 self.members_.append(MemberView(transform, order, self.encoder_.categorical_).fit(encoded))
             counts[key] = counts.get(key, 0) + 1
         self.member_weights_ = torch.tensor(list(counts.values()), dtype=torch.float64) / self.n_estimators
-        self.context_x_ = self._views(encoded)
+        # (E, r) training rows each member conditions on: all of them, or a random subset of subsample_rows
+        if self.subsample_rows is not None and num_rows > self.subsample_rows:
+            rows = [np.sort(rng.choice(num_rows, self.subsample_rows, replace=False)) for _ in self.members_]
+            self.context_rows_ = np.stack(rows)
+        else:
+            self.context_rows_ = np.broadcast_to(np.arange(num_rows), (len(self.members_), num_rows))
+        rows = torch.as_tensor(np.ascontiguousarray(self.context_rows_), device=self.device)
+        views = self._views(encoded)
+        self.context_x_ = views.gather(1, rows.unsqueeze(-1).expand(-1, -1, views.shape[-1]))
 
     def _set_context_y(self, y_context: np.ndarray) -> None:
-        """(E, n) context targets, one row per member."""
-        self.context_y_ = torch.tensor(np.array(y_context), dtype=torch.float32, device=self.device)
+        """Context targets from (E, n) training targets, one row per member (restricted to its rows)."""
+        y_context = np.take_along_axis(np.asarray(y_context), self.context_rows_, axis=1)
+        self.context_y_ = torch.tensor(y_context, dtype=torch.float32, device=self.device)
 
     def _load_model(self) -> PFNModel:
         name = str(self.checkpoint) if self.checkpoint is not None else self._default_checkpoint
@@ -183,6 +198,8 @@ class PFNClassifier(ClassifierMixin, _TabularPFN):
         device: torch device for inference.
         ignore_pretraining_limits: run on more features / rows than the checkpoint was trained for.
         max_memory_mb: bound on activation memory per forward pass; queries are chunked to fit.
+        subsample_rows: each member conditions on its own random subset of this many training rows
+            (bagging): cheaper on large tables, and the members differ more. None: all rows.
 
     Example:
         >>> from sklearn.datasets import load_iris

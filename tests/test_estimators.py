@@ -65,6 +65,21 @@ def test_predictions_are_deterministic_and_rows_independent(iris_split):
     assert not np.allclose(first, other_seed)
 
 
+def test_members_condition_on_their_own_row_subsets(iris_split):
+    X_train, y_train, X_test, y_test = iris_split
+    bagged = PFNClassifier(n_estimators=3, subsample_rows=60).fit(X_train, y_train)
+    rows = bagged.context_rows_
+    assert bagged.context_x_.shape[:2] == (3, 60) and bagged.context_y_.shape == (3, 60)
+    assert all(len(np.unique(member)) == 60 for member in rows) and not np.array_equal(rows[0], rows[1])
+    # member 0 sees the labels as given: its context targets are those rows' labels
+    np.testing.assert_array_equal(bagged.context_y_[0].numpy(), y_train[rows[0]])
+    assert roc_auc_score(y_test, bagged.predict_proba(X_test), multi_class="ovr") > 0.95
+    full = PFNClassifier(n_estimators=3, subsample_rows=500).fit(X_train, y_train)  # more than there are
+    assert full.context_x_.shape[1] == len(X_train)
+    with pytest.raises(ValueError, match="subsample_rows"):
+        PFNClassifier(subsample_rows=1).fit(X_train, y_train)
+
+
 def test_query_chunking_gives_the_same_answer(iris_split):
     X_train, y_train, X_test, _ = iris_split
     whole = PFNClassifier().fit(X_train, y_train)
