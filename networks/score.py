@@ -57,6 +57,10 @@ class ScoreNetwork(nn.Module):
         hidden, layers: width and depth of the MLP.
         embed_dim: size of the observation and time embeddings.
         null_prob: probability, in training, of hiding the observation (learns the prior score).
+        group_size: 1 for the fully factorized method (one score term per observation); m > 1 for the
+            paper's partially factorized PF-NPSE: the network learns the score given a group of 1..m
+            observations (mean-pooled embeddings and the log group size; train on sets of up to m), and
+            sampling composes one term per group of m consecutive observations.
     """
 
     def __init__(
@@ -70,14 +74,21 @@ class ScoreNetwork(nn.Module):
         null_prob: float = 0.2,
         beta_min: float = 0.1,
         beta_max: float = 20.0,
+        group_size: int = 1,
     ) -> None:
         super().__init__()
-        self.theta_dim, self.x_dim, self.null_prob = theta_dim, x_dim, null_prob
+        if not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+        self.theta_dim, self.x_dim, self.null_prob, self.group_size = theta_dim, x_dim, null_prob, group_size
         self.schedule = VPSchedule(beta_min, beta_max)
         self.theta_scaler, self.x_scaler = Standardizer(theta_dim), Standardizer(x_dim)
         self.time = _TimeEmbedding(embed_dim)
         self.x_embed = nn.Sequential(nn.Linear(x_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.null = nn.Parameter(torch.zeros(embed_dim))
+        if group_size > 1:
+            self.group_embed = nn.Sequential(
+                nn.Linear(embed_dim + 1, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim)
+            )
         # covariance of the training θ in z-scored units: GAUSS's Gaussian view of the prior
         self.register_buffer("prior_covariance", torch.eye(theta_dim))
         blocks: list[nn.Module] = [nn.Linear(theta_dim + 2 * embed_dim, hidden), nn.GELU()]
@@ -94,32 +105,55 @@ class ScoreNetwork(nn.Module):
         self.prior_covariance.copy_(torch.cov(self.theta_scaler(theta).T).reshape(self.theta_dim, self.theta_dim))
 
     def embed_observations(self, x: Tensor | None, count: int) -> Tensor:
-        """(count, E) embeddings of observations x (count, Dx), or of "no observation" when x is None."""
+        """Embeddings of the score terms for n observations x (n, Dx): (n, E) with ``group_size`` 1, else
+        (⌈n / m⌉, E), one per group of m consecutive observations; "no observation" (count, E) when x is None."""
         if x is None:
             return self.null.expand(count, -1)
-        return self.x_embed(self.x_scaler(x))
+        if self.group_size == 1:
+            return self.x_embed(self.x_scaler(x))
+        groups = -(-len(x) // self.group_size)
+        padded = x.new_full((groups * self.group_size, self.x_dim), float("nan"))
+        padded[: len(x)] = x
+        return self.embed_groups(padded.view(groups, self.group_size, self.x_dim))
+
+    def embed_groups(self, x: Tensor) -> Tensor:
+        """(G, E) embeddings of G groups of observations x (G, m, Dx); NaN rows are padding (PF-NPSE only)."""
+        present = (~torch.isnan(x).any(-1)).unsqueeze(-1).to(x.dtype)
+        per_observation = self.x_embed(self.x_scaler(torch.nan_to_num(x)))
+        count = present.sum(1)
+        pooled = (per_observation * present).sum(1) / count.clamp_min(1.0)
+        return self.group_embed(torch.cat([pooled, count.clamp_min(1.0).log()], dim=-1))
 
     def eps(self, theta_t: Tensor, t: Tensor, x_embedding: Tensor) -> Tensor:
         """Predicted noise for z-scored θ_t (M, Dθ), times t (M,) and observation embeddings (M, E)."""
         return self.mlp(torch.cat([theta_t, self.time(t), x_embedding], dim=-1))
 
-    def loss(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Denoising score matching on single observations: theta (B, Dθ), x (B, Dx); per-row loss (B,)."""
+    def loss(self, theta: Tensor, embedding: Tensor) -> Tensor:
+        """Denoising score matching given embedded observations: theta (B, Dθ), embedding (B, E); loss (B,)."""
         theta0 = self.theta_scaler(theta)
         t = torch.rand(len(theta), device=theta.device) * (1.0 - 1e-3) + 1e-3
         noise = torch.randn_like(theta0)
         theta_t = self.schedule.alpha(t).unsqueeze(-1) * theta0 + self.schedule.sigma(t).unsqueeze(-1) * noise
-        embedding = self.embed_observations(x, len(x))
-        hide = torch.rand(len(x), 1, device=x.device) < self.null_prob
+        hide = torch.rand(len(embedding), 1, device=embedding.device) < self.null_prob
         embedding = torch.where(hide, self.null.expand_as(embedding), embedding)
         return (self.eps(theta_t, t, embedding) - noise).pow(2).sum(-1)
 
     def training_loss(self, theta: Tensor, x: Tensor) -> Tensor:
-        """The task's loss for sets x (B, n, Dx): every (θ, observation) pair is one single-observation sample
-        (NaN rows are padding), as the method trains on single observations only."""
+        """The task's loss for sets x (B, n, Dx), NaN rows padding. ``group_size`` 1: every (θ, observation)
+        pair is one single-observation sample. PF-NPSE: each set gives one group, a random 1..m of its
+        observations."""
         present = ~torch.isnan(x).any(-1)  # (B, n)
-        rows = present.nonzero(as_tuple=True)
-        return self.loss(theta[rows[0]], x[rows])
+        if self.group_size == 1:
+            rows = present.nonzero(as_tuple=True)
+            return self.loss(theta[rows[0]], self.x_embed(self.x_scaler(x[rows])))
+        counts = present.sum(1)
+        theta, x, present, counts = theta[counts > 0], x[counts > 0], present[counts > 0], counts[counts > 0]
+        sizes = (torch.rand(len(x), device=x.device) * counts.clamp_max(self.group_size)).long() + 1
+        order = torch.rand(present.shape, device=x.device).masked_fill(~present, 2.0).argsort(1)
+        order = order[:, : self.group_size]  # a random order of the present rows first, padding last
+        group = x.gather(1, order.unsqueeze(-1).expand(-1, -1, self.x_dim)).clone()
+        group[torch.arange(group.shape[1], device=x.device) >= sizes.unsqueeze(1)] = float("nan")
+        return self.loss(theta, self.embed_groups(group))
 
     def eps_per_observation(self, theta_t: Tensor, t: float, embeddings: Tensor) -> Tensor:
         """ε̂ at one time t for particles θ_t under embeddings (K, E): θ_t (M, Dθ) is evaluated under every
@@ -249,7 +283,7 @@ class ScoreNetwork(nn.Module):
         if iid_method not in ("gauss", "geffner"):
             raise ValueError(f"iid_method must be 'gauss' or 'geffner', got {iid_method!r}")
         embeddings = self.embed_observations(x, len(x))
-        if iid_method == "gauss" and len(x) > 1:
+        if iid_method == "gauss" and len(embeddings) > 1:
             if precisions is None:
                 precisions = self.gauss_precisions(x)
         else:
@@ -257,7 +291,7 @@ class ScoreNetwork(nn.Module):
         if sampler is None:
             sampler = "ddim" if iid_method == "gauss" else "sde"
         if corrector_steps is None:
-            corrector_steps = 1 if iid_method == "geffner" and len(x) > 1 else 0
+            corrector_steps = 1 if iid_method == "geffner" and len(embeddings) > 1 else 0
 
         def score_fn(theta: Tensor, t: float) -> Tensor:
             return self.composed_score(theta, t, embeddings, precisions)

@@ -26,7 +26,8 @@ class AmortizedPosterior:
     Args:
         estimator: "flow" (set encoder + zuko neural spline flow), "gmm" (Gaussian-mixture head) or "score"
             (a score network trained on single observations whose scores compose for any n at sampling time;
-            train it with ``num_iid=1``; ``sample`` only, no ``log_prob``).
+            train it with ``num_iid=1``; ``sample`` only, no ``log_prob``). With ``network={"group_size": m}``
+            and ``num_iid=(1, m)`` it is the partially factorized PF-NPSE: one score term per group of m.
         num_iid: observations per θ in the training sets: an int or a (low, high) range (each θ gets its
             own n), so one network serves any n in it.
         network: extra keyword arguments of the network (``encoder={...}``, ``transforms``, ``components``...).
@@ -310,7 +311,7 @@ class _ScoreSampler:
     def __init__(self, network, x: Tensor, steps: int, iid_method: str) -> None:
         self.network, self.x, self.steps, self.iid_method = network, x, steps, iid_method
         self.precisions = None
-        if iid_method == "gauss" and len(x) > 1:  # estimated once, reused by every rejection round
+        if iid_method == "gauss" and len(x) > network.group_size:  # estimated once, reused by every rejection round
             self.precisions = network.gauss_precisions(x)
 
     def sample(self, shape: tuple[int]) -> Tensor:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from priorfit.priors.base import Batch
 from priorfit.tasks.pfn import plain_config
@@ -73,7 +74,14 @@ class PosteriorTask(pl.LightningModule):
                 "weight_decay": weight_decay,
             }
         )
-        self.network = instantiate({"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, _convert_="all")
+        try:
+            self.network = instantiate(
+                {"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, _convert_="all"
+            )
+        except InstantiationException as error:  # a bad setting: say which, without Hydra's wrapping
+            if isinstance(error.__cause__, (ValueError, TypeError)):
+                raise InvalidHyperparameterError(f"posterior network: {error.__cause__}") from None
+            raise
         self.register_buffer("standardized", torch.tensor(False))  # z-scoring fitted (saved with the weights)
 
     def on_fit_start(self) -> None:

@@ -135,6 +135,27 @@ def test_score_estimator_composes_single_observation_scores(problem, tmp_path):
     assert (geffner.mean(0).double() - exact.mean).abs().max() < 2.5 * exact.stddev.max()
 
 
+def test_partially_factorized_score_composes_groups(problem):
+    """PF-NPSE: trained on groups of 1..4 observations; 10 observations are 3 score terms (4 + 4 + 2)."""
+    post = AmortizedPosterior(
+        "score", num_iid=(1, 4), network={"group_size": 4}, sampling_steps=50, **{**FAST, "max_epochs": 100}
+    )
+    post.fit(problem.prior, problem.simulate, num_simulations=2000)
+    network = post._network()
+    assert network.embed_observations(torch.zeros(10, 2), 10).shape == (3, network.null.numel())
+    torch.manual_seed(2)
+    theta = problem.prior.sample((1,))
+    x_obs = problem.simulate(theta.repeat(10, 1))
+    samples = post.sample(x_obs, 800)
+    exact = problem.posterior(x_obs)
+    assert (samples.mean(0).double() - exact.mean).abs().max() < 2.5 * exact.stddev.max()
+    assert float(c2st(samples, problem.reference_posterior(x_obs, 800))) < 0.85
+    with pytest.raises(ValueError, match="group_size"):
+        AmortizedPosterior("score", network={"group_size": 0}, **FAST).fit(
+            problem.prior, problem.simulate, num_simulations=100
+        )
+
+
 def test_non_finite_simulations_are_dropped_before_training(problem):
     theta = problem.prior.sample((300,))
     x = problem.simulate(theta)
