@@ -51,7 +51,7 @@ class _TabularPFN(BaseEstimator):
         self,
         *,
         checkpoint: str | os.PathLike | None = None,
-        n_estimators: int = 4,
+        n_estimators: int = 8,
         random_state: int | np.random.RandomState | None = 0,
         device: str = "cpu",
         ignore_pretraining_limits: bool = False,

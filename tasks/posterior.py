@@ -35,6 +35,8 @@ class PosteriorTask(pl.LightningModule):
             θ and x dimensions are filled in from the prior.
         theta_dim, x_dim: sizes, needed only when ``prior`` is a stored description rather than a sampler.
         lr, weight_decay: AdamW settings.
+        lr_plateau_patience: halve the learning rate after this many validations without a better
+            ``val/loss`` (None: constant rate).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class PosteriorTask(pl.LightningModule):
         x_dim: int | None = None,
         lr: float = 5e-4,
         weight_decay: float = 0.0,
+        lr_plateau_patience: int | None = None,
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
@@ -72,6 +75,7 @@ class PosteriorTask(pl.LightningModule):
                 "x_dim": x_dim,
                 "lr": lr,
                 "weight_decay": weight_decay,
+                "lr_plateau_patience": lr_plateau_patience,
             }
         )
         try:
@@ -121,7 +125,12 @@ class PosteriorTask(pl.LightningModule):
             self.log("val/nll", loss, sync_dist=True, batch_size=len(theta))
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        patience = self.hparams.get("lr_plateau_patience")
+        if patience is None:
+            return optimizer
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=patience)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
 
 
 class SimulationShapes:
