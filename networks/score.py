@@ -1,17 +1,17 @@
 """Score network for compositional posteriors (Geffner, Papamakarios & Mnih, ICML 2023).
 
 A conditional noise-prediction network ε̂(θ_t, t, x) for a variance-preserving diffusion of θ, trained by
-denoising score matching on *single* observations; with probability ``null_prob`` the observation is
-replaced by a learned "no observation" embedding, so the same network also learns the diffused prior's
-score. For n iid observations the scores compose as
+denoising score matching on *single* observations (or, PF-NPSE, on groups of up to ``group_size``); with
+probability ``null_prob`` the observation is replaced by a learned "no observation" embedding, so the same
+network also learns the diffused prior's score. For n iid observations the scores compose (Geffner et al.) as
 
-    ∇ log p_t(θ | x_1..n) ≈ Σ_i ∇ log p_t(θ | x_i) + (1 - n) ∇ log p_t(θ)
+    ∇ log p_t(θ | x_1..n) ≈ Σ_i ∇ log p_t(θ | x_i) + (1 - n) ∇ log p_t(θ),
 
-and ``sample`` runs the reverse diffusion with that score, with Langevin corrector steps at every noise
-level (the paper's annealed-Langevin remedy for the composition being exact only at t = 0).
-Everything runs in z-scored θ units; ``sample`` returns θ in the original units.
+exact only as t → 0, which the paper repairs with Langevin corrector steps at every noise level; or, the
+default here, with GAUSS (Linhart et al. 2024), which weighs each term by the precision of a Gaussian view
+of its denoising posterior and needs no corrector. Everything runs in z-scored θ units; ``sample`` returns θ
+in the original units.
 """
-
 from __future__ import annotations
 
 import math
