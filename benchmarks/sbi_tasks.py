@@ -190,10 +190,18 @@ def run_iid(budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: i
         samplers[f"sbi_npse_{method}"] = (draw, npse_train)
 
     results: dict = {name: {"train_seconds": train_s, "by_n": {}} for name, (_, train_s) in samplers.items()}
+    failed_at: dict[str, int] = {}  # a method whose samples were all non-finite at some n is not run at larger n
     for n in IID_COUNTS:
         obs = iid_observations(problem, num_obs, n, seed=2000 + n)
         references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
         for name, (draw, _) in samplers.items():
+            if name in failed_at:
+                results[name]["by_n"][str(n)] = {
+                    "c2st_mean": 1.0,
+                    "finite": False,
+                    "not_run_failed_at_n": failed_at[name],
+                }
+                continue
             scores, seconds, finite = [], [], True
             for x_o, reference in zip(obs, references):
                 start = time.perf_counter()
@@ -214,6 +222,8 @@ def run_iid(budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: i
                 "finite": finite,
                 "sample_seconds_per_observation": float(np.mean(seconds)),
             }
+            if not finite and all(score == 1.0 for score in scores):
+                failed_at[name] = n
             print(f"iid n={n:>2} {name:18s} C2ST {np.mean(scores):.3f}  sample {np.mean(seconds):.1f} s", flush=True)
 
     return {"dim": dim, "budget": budget, "methods": results, "latency": sampling_latency(score, problem)}
