@@ -12,6 +12,7 @@ default here, with GAUSS (Linhart et al. 2024), which weighs each term by the pr
 of its denoising posterior and needs no corrector. Everything runs in z-scored θ units; ``sample`` returns θ
 in the original units.
 """
+
 from __future__ import annotations
 
 import math

@@ -13,11 +13,11 @@ from typing import Literal
 
 import numpy as np
 from sklearn.impute import SimpleImputer
-from sklearn.preprocessing import OrdinalEncoder, QuantileTransformer, StandardScaler
+from sklearn.preprocessing import OrdinalEncoder, QuantileTransformer, RobustScaler, StandardScaler
 
 __all__ = ["TableEncoder", "MemberView", "NUMERIC_TRANSFORMS"]
 
-NUMERIC_TRANSFORMS = ("standard", "quantile")
+NUMERIC_TRANSFORMS = ("standard", "robust", "quantile")
 # categorical codes are passed as 0..L-1 like the SCM prior's; columns with more levels are treated as numbers
 MAX_CATEGORICAL_LEVELS = 16
 CLIP = 5.0
@@ -100,7 +100,8 @@ class MemberView:
     """One ensemble member's fixed transform of an encoded table (fitted on the training rows).
 
     Args:
-        numeric_transform: "standard" (z-score clipped at ±5) or "quantile" (to a standard normal).
+        numeric_transform: "standard" (z-score), "robust" (median / interquartile range) or "quantile" (to a
+            standard normal); the first two are clipped at ±5.
         feature_order: column indices in the order the member shows them (a permutation, or a
             subset when the table has more features than the network takes).
         categorical: which encoded columns hold categorical codes (passed through as codes).
@@ -108,7 +109,7 @@ class MemberView:
 
     def __init__(
         self,
-        numeric_transform: Literal["standard", "quantile"],
+        numeric_transform: Literal["standard", "robust", "quantile"],
         feature_order: np.ndarray,
         categorical: np.ndarray,
     ) -> None:
@@ -123,6 +124,8 @@ class MemberView:
         if self.numeric_transform == "quantile":
             quantiles = max(2, min(1000, X.shape[0]))
             self.scaler_ = QuantileTransformer(n_quantiles=quantiles, output_distribution="normal").fit(numeric)
+        elif self.numeric_transform == "robust":
+            self.scaler_ = RobustScaler().fit(numeric)
         else:
             self.scaler_ = StandardScaler().fit(numeric)
         return self

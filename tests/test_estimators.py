@@ -78,6 +78,8 @@ def test_members_condition_on_their_own_row_subsets(iris_split):
     assert full.context_x_.shape[1] == len(X_train)
     with pytest.raises(ValueError, match="subsample_rows"):
         PFNClassifier(subsample_rows=1).fit(X_train, y_train)
+    with pytest.raises(ValueError, match="numeric_transforms"):
+        PFNClassifier(numeric_transforms=("standard", "log")).fit(X_train, y_train)
 
 
 def test_query_chunking_gives_the_same_answer(iris_split):
@@ -193,10 +195,10 @@ def test_members_with_identical_views_run_once():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 1))
     y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=60)
-    merged = PFNRegressor(n_estimators=6).fit(X, y)
+    merged = PFNRegressor(n_estimators=8).fit(X, y)
     assert len(merged.members_) == 2  # one feature: every permutation is the identity; two numeric transforms
-    torch.testing.assert_close(merged.member_weights_, torch.tensor([0.5, 0.5], dtype=torch.float64))
-    two = PFNRegressor(n_estimators=2).fit(X, y)
+    torch.testing.assert_close(merged.member_weights_, torch.tensor([0.75, 0.25], dtype=torch.float64))
+    two = PFNRegressor(n_estimators=4, numeric_transforms=("standard", "quantile", "standard", "standard")).fit(X, y)
     np.testing.assert_allclose(merged.predict(X), two.predict(X), rtol=1e-6)
     assert len(PFNClassifier(n_estimators=6).fit(X, y > 0).members_) == 6  # class relabellings still differ
 
