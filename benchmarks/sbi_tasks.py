@@ -340,7 +340,8 @@ def main() -> None:
                 "sbi_steps": 500,
             }
         results = iid_from_log(args.from_log, 10, 10_000) if args.from_log else run_iid(**settings)
-        report = {"settings": settings, "torch_threads": torch.get_num_threads(), **results}
+        threads = None if args.from_log else torch.get_num_threads()  # a log does not say
+        report = {"settings": settings, "torch_threads": threads, **results}
         report["verdict"] = iid_verdict(results)
         write_report(report, out)
         plot_iid(results, out.with_suffix(".png"))
