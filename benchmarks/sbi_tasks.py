@@ -148,7 +148,9 @@ def iid_observations(problem, num_obs: int, n: int, seed: int) -> list[torch.Ten
         return [problem.simulate(theta[i : i + 1].expand(n, -1)) for i in range(num_obs)]
 
 
-def run_iid(budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: int, sbi_steps: int) -> dict:
+def run_iid(
+    budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: int, sbi_steps: int, counts=IID_COUNTS
+) -> dict:
     problem = get_problem("gaussian_linear", dim=dim)
     torch.manual_seed(budget)
     theta = problem.prior.sample((budget,))
@@ -192,7 +194,7 @@ def run_iid(budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: i
 
     results: dict = {name: {"train_seconds": train_s, "by_n": {}} for name, (_, train_s) in samplers.items()}
     failed_at: dict[str, int] = {}  # a method whose samples were all non-finite at some n is not run at larger n
-    for n in IID_COUNTS:
+    for n in counts:
         obs = iid_observations(problem, num_obs, n, seed=2000 + n)
         references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
         for name, (draw, _) in samplers.items():
@@ -315,6 +317,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
+    parser.add_argument("--counts", type=int, nargs="+", help=f"iid: numbers of observations (default {IID_COUNTS})")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     out = args.out or RESULTS / f"sbi_{args.section}.json"
@@ -339,6 +342,8 @@ def main() -> None:
                 "dim": 10,
                 "sbi_steps": 500,
             }
+        if args.counts:
+            settings["counts"] = args.counts
         results = iid_from_log(args.from_log, 10, 10_000) if args.from_log else run_iid(**settings)
         threads = None if args.from_log else torch.get_num_threads()  # a log does not say
         report = {"settings": settings, "torch_threads": threads, **results}
