@@ -206,9 +206,8 @@ class PFNClassifier(ClassifierMixin, _TabularPFN):
         subsample_rows: each member conditions on its own random subset of this many training rows
             (bagging): cheaper on large tables, and the members differ more. None: all rows.
         numeric_transforms: the members' numeric preprocessing, cycled over members ("standard",
-            "robust", "quantile"). The default's 3:1 mix was measured on the bundled data (digits and
-            breast cancer, 3 splits, 8 members: z-scores only AUC 0.9933 / 0.9924, half quantile 0.9907 /
-            0.9923, 3:1 0.9923 / 0.9926, half robust 0.9903 / 0.9924).
+            "robust", "quantile"). The default is mostly z-scores, with a quarter of the members on the
+            quantile transform for heavy-tailed features (it hurts integer-valued features such as digits').
 
     Example:
         >>> from sklearn.datasets import load_iris
