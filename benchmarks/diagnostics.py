@@ -1,0 +1,170 @@
+"""TARP benchmark: ``priorfit.diagnostics.tarp`` against the ``tarp`` package and sbi's TARP on the same inputs.
+
+200 true parameters × 1,000 posterior samples × D ∈ {2, 10} (float32), the same reference points for all
+three. A Gaussian-conjugate model supplies inputs from an exact posterior and from an over-dispersed one.
+Reported per D: the largest difference of the ECP curves (evaluated at each peer's own α grid; on float64
+copies of the inputs, and on the float32 inputs, where a sample whose distance ties the truth's to rounding
+may be counted differently by each) and the median wall time of our ``tarp`` (ECP, ATC and KS test; also
+with the 100-resample bootstrap band), sbi 0.27's ``_run_tarp`` + ``check_tarp`` (what ``run_tarp`` and
+``check_tarp`` do after sampling: ECP, ATC and KS), and ``tarp.get_tarp_coverage`` (ECP only).
+Must: at least 5× faster than sbi.
+
+    python benchmarks/diagnostics.py     # writes benchmarks/results/diagnostics.{json,png}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sbi.diagnostics.tarp import _run_tarp, check_tarp
+from tarp import get_tarp_coverage
+
+from priorfit.diagnostics import tarp
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: float, seed: int):
+    """θ ~ N(0, I), x = θ + N(0, I): exact posterior N(x / 2, I / 2); ``spread`` scales its width."""
+    generator = torch.Generator().manual_seed(seed)
+    theta = torch.randn(num_posteriors, dim, generator=generator)
+    x = theta + torch.randn(num_posteriors, dim, generator=generator)
+    noise = torch.randn(num_samples, num_posteriors, dim, generator=generator)
+    samples = x / 2 + spread * 0.5**0.5 * noise
+    references_unit = torch.rand(num_posteriors, dim, generator=generator)
+    return samples, theta, references_unit
+
+
+def median_time(function, repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def ecp_differences(samples, theta, unit) -> dict:
+    """Largest |ECP difference| to sbi and to ``tarp`` on the same samples and references, each at its own α grid."""
+    low, high = theta.min(0).values, theta.max(0).values
+    references = low + unit * (high - low + 1e-10)  # sbi takes references in θ's units, tarp in the unit cube
+    ours = tarp(samples, theta, references=unit, num_bootstrap=0)
+    ecp_sbi, alpha_sbi = _run_tarp(samples, theta, references, z_score_theta=True)
+    ecp_pkg, alpha_pkg = get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(),
+                                           norm=True)
+    return {
+        "vs_sbi": float((ours.ecp_at(alpha_sbi) - ecp_sbi).abs().max()),
+        "vs_tarp": float((ours.ecp_at(torch.as_tensor(alpha_pkg)) - torch.as_tensor(ecp_pkg)).abs().max()),
+        "sbi_vs_tarp": float((ecp_sbi.double() - torch.as_tensor(ecp_pkg)).abs().max()),
+    }
+
+
+def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) -> dict:
+    rows = []
+    for dim in dims:
+        for spread in (1.0, 2.0):
+            samples, theta, unit = conjugate_inputs(num_posteriors, num_samples, dim, spread, seed=dim)
+            ours = tarp(samples, theta, references=unit)
+            row = {
+                "dim": dim,
+                "posterior": "exact" if spread == 1.0 else "over-dispersed (2x width)",
+                "atc": ours.atc,
+                "ks_pvalue": ours.ks_pvalue,
+                # float64 inputs: the three implementations make the same comparisons
+                "max_ecp_difference_float64": ecp_differences(samples.double(), theta.double(), unit.double()),
+                # float32: a sample whose distance ties the truth's to rounding may be counted differently
+                "max_ecp_difference_float32": ecp_differences(samples, theta, unit),
+            }
+            if spread == 1.0:
+                low, high = theta.min(0).values, theta.max(0).values
+                references = low + unit * (high - low + 1e-10)
+
+                def sbi_tarp():  # sbi's two calls give what our one returns: the ECP curve, ATC and a KS p-value
+                    ecp, alpha = _run_tarp(samples, theta, references, z_score_theta=True)
+                    return check_tarp(ecp, alpha)
+
+                row["seconds_ours"] = median_time(lambda: tarp(samples, theta, references=unit, num_bootstrap=0),
+                                                  repeats)
+                row["seconds_ours_with_bootstrap_band"] = median_time(
+                    lambda: tarp(samples, theta, references=unit), repeats
+                )
+                row["seconds_sbi"] = median_time(sbi_tarp, repeats)
+                row["seconds_tarp_package"] = median_time(
+                    lambda: get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(),
+                                              references=unit.numpy(), norm=True),
+                    repeats,
+                )
+                row["speedup_vs_sbi"] = row["seconds_sbi"] / row["seconds_ours"]
+                row["speedup_vs_sbi_with_bootstrap_band"] = row["seconds_sbi"] / row["seconds_ours_with_bootstrap_band"]
+                row["speedup_vs_tarp_package"] = row["seconds_tarp_package"] / row["seconds_ours"]
+            rows.append(row)
+            print(json.dumps(row))
+    timed = [r for r in rows if "speedup_vs_sbi" in r]
+    float64 = [max(r["max_ecp_difference_float64"]["vs_sbi"], r["max_ecp_difference_float64"]["vs_tarp"])
+               for r in rows]
+    return {
+        "setup": {
+            "num_posteriors": num_posteriors,
+            "num_samples": num_samples,
+            "timing_dtype": "float32",
+            "threads": torch.get_num_threads(),
+            "repeats": repeats,
+            "peers": "sbi 0.27 _run_tarp (z_score_theta=True) + check_tarp; tarp 0.1.1 get_tarp_coverage (norm=True)",
+        },
+        "rows": rows,
+        "verdict": {
+            "max_ecp_difference_float64": max(float64),
+            "must_same_values_1e-6": max(float64) <= 1e-6,
+            "min_speedup_vs_sbi": min(r["speedup_vs_sbi"] for r in timed),
+            "min_speedup_vs_sbi_with_bootstrap_band": min(r["speedup_vs_sbi_with_bootstrap_band"] for r in timed),
+            "must_5x_faster_than_sbi": all(r["speedup_vs_sbi"] >= 5 for r in timed),
+        },
+    }
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [r for r in report["rows"] if "seconds_ours" in r]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    labels = ["priorfit", "priorfit + bootstrap band", "sbi (_run_tarp + check_tarp)", "tarp package"]
+    keys = ["seconds_ours", "seconds_ours_with_bootstrap_band", "seconds_sbi", "seconds_tarp_package"]
+    width = 0.2
+    for i, (label, key) in enumerate(zip(labels, keys)):
+        ax.bar([j + i * width for j in range(len(timed))], [1e3 * r[key] for r in timed], width, label=label)
+    ax.set_xticks([j + 1.5 * width for j in range(len(timed))], [f"D = {r['dim']}" for r in timed])
+    ax.set(ylabel="milliseconds (median)", yscale="log",
+           title=f"TARP, {report['setup']['num_posteriors']} × {report['setup']['num_samples']} samples")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for all three (1: least noisy)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "diagnostics.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = run([2, 10], 200, 1000, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_suffix(".json.partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(args.out)
+    plot(report, args.out.with_suffix(".png"))
+    print(json.dumps(report["verdict"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
