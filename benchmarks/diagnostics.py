@@ -56,13 +56,38 @@ def ecp_differences(samples, theta, unit) -> dict:
     references = low + unit * (high - low + 1e-10)  # sbi takes references in θ's units, tarp in the unit cube
     ours = tarp(samples, theta, references=unit, num_bootstrap=0)
     ecp_sbi, alpha_sbi = _run_tarp(samples, theta, references, z_score_theta=True)
-    ecp_pkg, alpha_pkg = get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(),
-                                           norm=True)
+    ecp_pkg, alpha_pkg = get_tarp_coverage(
+        samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(), norm=True
+    )
     return {
         "vs_sbi": float((ours.ecp_at(alpha_sbi) - ecp_sbi).abs().max()),
         "vs_tarp": float((ours.ecp_at(torch.as_tensor(alpha_pkg)) - torch.as_tensor(ecp_pkg)).abs().max()),
         "sbi_vs_tarp": float((ecp_sbi.double() - torch.as_tensor(ecp_pkg)).abs().max()),
     }
+
+
+def time_implementations(samples, theta, unit, repeats: int) -> dict:
+    """Median seconds of ours (with and without the bootstrap band), sbi's and the tarp package's TARP."""
+    low, high = theta.min(0).values, theta.max(0).values
+    references = low + unit * (high - low + 1e-10)
+
+    def sbi_tarp():  # sbi's two calls give what our one returns: the ECP curve, ATC and a KS p-value
+        ecp, alpha = _run_tarp(samples, theta, references, z_score_theta=True)
+        return check_tarp(ecp, alpha)
+
+    def tarp_package():
+        return get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(), norm=True)
+
+    row = {
+        "seconds_ours": median_time(lambda: tarp(samples, theta, references=unit, num_bootstrap=0), repeats),
+        "seconds_ours_with_bootstrap_band": median_time(lambda: tarp(samples, theta, references=unit), repeats),
+        "seconds_sbi": median_time(sbi_tarp, repeats),
+        "seconds_tarp_package": median_time(tarp_package, repeats),
+    }
+    row["speedup_vs_sbi"] = row["seconds_sbi"] / row["seconds_ours"]
+    row["speedup_vs_sbi_with_bootstrap_band"] = row["seconds_sbi"] / row["seconds_ours_with_bootstrap_band"]
+    row["speedup_vs_tarp_package"] = row["seconds_tarp_package"] / row["seconds_ours"]
+    return row
 
 
 def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) -> dict:
@@ -82,32 +107,11 @@ def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) ->
                 "max_ecp_difference_float32": ecp_differences(samples, theta, unit),
             }
             if spread == 1.0:
-                low, high = theta.min(0).values, theta.max(0).values
-                references = low + unit * (high - low + 1e-10)
-
-                def sbi_tarp():  # sbi's two calls give what our one returns: the ECP curve, ATC and a KS p-value
-                    ecp, alpha = _run_tarp(samples, theta, references, z_score_theta=True)
-                    return check_tarp(ecp, alpha)
-
-                row["seconds_ours"] = median_time(lambda: tarp(samples, theta, references=unit, num_bootstrap=0),
-                                                  repeats)
-                row["seconds_ours_with_bootstrap_band"] = median_time(
-                    lambda: tarp(samples, theta, references=unit), repeats
-                )
-                row["seconds_sbi"] = median_time(sbi_tarp, repeats)
-                row["seconds_tarp_package"] = median_time(
-                    lambda: get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(),
-                                              references=unit.numpy(), norm=True),
-                    repeats,
-                )
-                row["speedup_vs_sbi"] = row["seconds_sbi"] / row["seconds_ours"]
-                row["speedup_vs_sbi_with_bootstrap_band"] = row["seconds_sbi"] / row["seconds_ours_with_bootstrap_band"]
-                row["speedup_vs_tarp_package"] = row["seconds_tarp_package"] / row["seconds_ours"]
+                row.update(time_implementations(samples, theta, unit, repeats))
             rows.append(row)
             print(json.dumps(row))
     timed = [r for r in rows if "speedup_vs_sbi" in r]
-    float64 = [max(r["max_ecp_difference_float64"]["vs_sbi"], r["max_ecp_difference_float64"]["vs_tarp"])
-               for r in rows]
+    float64 = [max(r["max_ecp_difference_float64"]["vs_sbi"], r["max_ecp_difference_float64"]["vs_tarp"]) for r in rows]
     return {
         "setup": {
             "num_posteriors": num_posteriors,
@@ -142,8 +146,11 @@ def plot(report: dict, path: Path) -> None:
     for i, (label, key) in enumerate(zip(labels, keys)):
         ax.bar([j + i * width for j in range(len(timed))], [1e3 * r[key] for r in timed], width, label=label)
     ax.set_xticks([j + 1.5 * width for j in range(len(timed))], [f"D = {r['dim']}" for r in timed])
-    ax.set(ylabel="milliseconds (median)", yscale="log",
-           title=f"TARP, {report['setup']['num_posteriors']} × {report['setup']['num_samples']} samples")
+    ax.set(
+        ylabel="milliseconds (median)",
+        yscale="log",
+        title=f"TARP, {report['setup']['num_posteriors']} × {report['setup']['num_samples']} samples",
+    )
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -152,7 +152,8 @@ def _read_lightning(path: Path) -> tuple[str, dict, dict]:
     if not isinstance(payload, dict) or "state_dict" not in payload or "hyper_parameters" not in payload:
         raise CheckpointError(f"{path} is not a priorfit checkpoint (no state_dict / hyper_parameters)")
     hparams = dict(payload["hyper_parameters"])
-    task_name = payload.get("priorfit_task", "PFNTask")
+    # Lightning checkpoints name no class: a posterior task is the one with θ's size among its settings
+    task_name = payload.get("priorfit_task", "PosteriorTask" if "theta_dim" in hparams else "PFNTask")
     return task_name, hparams, payload["state_dict"]
 
 

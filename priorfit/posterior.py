@@ -44,6 +44,8 @@ class AmortizedPosterior:
         iid_method: how the "score" estimator composes n > 1 observations: "gauss" (Linhart et al. 2024,
             Gaussian-corrected, no Langevin steps) or "geffner" (Geffner et al. 2023, sum of scores with a
             Langevin corrector).
+        fisher_weight: weight of the Fisher-information trace regularizer (adversarial robustness, Glöckler
+            et al. 2023; ``priorfit.robustness``) in the training loss; flow and gmm only.
 
     Example:
         >>> from priorfit.priors.simulators import GaussianLinear
@@ -71,6 +73,7 @@ class AmortizedPosterior:
         sampling_steps: int | None = None,
         iid_method: Literal["gauss", "geffner"] = "gauss",
         lr_plateau_patience: int | None = 5,
+        fisher_weight: float = 0.0,
     ) -> None:
         if estimator not in ("flow", "gmm", "score"):
             raise InvalidHyperparameterError(f"estimator must be 'flow', 'gmm' or 'score', got {estimator!r}")
@@ -90,6 +93,7 @@ class AmortizedPosterior:
         self.sampling_steps = sampling_steps
         self.iid_method = iid_method
         self.lr_plateau_patience = lr_plateau_patience
+        self.fisher_weight = fisher_weight
         self.task_: Any = None
         self.prior_: torch.distributions.Distribution | None = None
         self.acceptance_rate_: float | None = None
@@ -149,6 +153,7 @@ class AmortizedPosterior:
             network=network,
             lr=self.lr,
             lr_plateau_patience=None if self.estimator == "score" else getattr(self, "lr_plateau_patience", None),
+            fisher_weight=getattr(self, "fisher_weight", 0.0),
         )
         keep_best = _KeepBest()
         callbacks = [pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best]

@@ -69,7 +69,8 @@ class SBCResult:
             return axes
         ax = ax if ax is not None else plt.subplots(figsize=(4, 3))[1]
         grid = torch.linspace(0, 1, 201, dtype=torch.float64)
-        low, high = stats.binom.ppf([0.025, 0.975], num_posteriors, grid.numpy()) / num_posteriors
+        low = stats.binom.ppf(0.025, num_posteriors, grid.numpy()) / num_posteriors
+        high = stats.binom.ppf(0.975, num_posteriors, grid.numpy()) / num_posteriors
         ax.fill_between(grid, low - grid.numpy(), high - grid.numpy(), color="grey", alpha=0.3, label="95% band")
         normalised = self.ranks.double() / (self.num_samples + 1)
         for dim in range(dims):
