@@ -1,0 +1,78 @@
+"""CalibrationCallback during a Hydra training run, and ``priorfit-eval`` on the checkpoint it wrote."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from priorfit.errors import CheckpointError
+from priorfit.evaluate import evaluate_checkpoint
+from priorfit.train import train
+from tests.helpers import TINY_POSTERIOR, compose_config
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("calibrated")
+    cfg = compose_config(
+        out,
+        [
+            "experiment=sbi_two_moons",
+            *TINY_POSTERIOR,
+            "callbacks=calibration",
+            "callbacks.calibration.every_n_steps=5",
+            "callbacks.calibration.num_posteriors=20",
+            "callbacks.calibration.num_samples=50",
+            "logger=csv",
+            "trainer.max_steps=10",
+        ],
+    )
+    _, objects = train(cfg)
+    return out, objects
+
+
+def test_callback_logs_calibration_statistics_and_figures(calibrated_run):
+    out, objects = calibrated_run
+    callback = next(c for c in objects["trainer"].callbacks if type(c).__name__ == "CalibrationCallback")
+    assert [row["step"] for row in callback.history] == [5, 10]
+    log_dir = objects["trainer"].logger.log_dir
+    with open(os.path.join(log_dir, "metrics.csv")) as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("calibration/tarp_atc")]
+    assert len(rows) == 2
+    assert all(0 <= float(row["calibration/tarp_ks_pvalue"]) <= 1 for row in rows)
+    assert sorted(f for f in os.listdir(log_dir) if f.endswith(".png")) == [
+        "calibration_step10.png",
+        "calibration_step5.png",
+    ]
+
+
+def test_priorfit_eval_writes_a_report_for_the_checkpoint(calibrated_run, tmp_path):
+    out, _ = calibrated_run
+    report = evaluate_checkpoint(
+        str(out / "model.safetensors"), num_posteriors=30, num_samples=40, out=str(tmp_path / "report")
+    )
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written["summary"] == report["summary"]
+    assert len(written["tarp"]["ecp"]) == len(written["tarp"]["alpha"]) == 4  # 30 // 10 bins + 1
+    assert (tmp_path / "report.png").stat().st_size > 0
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_priorfit_eval_names_what_it_cannot_evaluate(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        evaluate_checkpoint(str(tmp_path / "missing.ckpt"))
+    with pytest.raises(CheckpointError, match="PFNTask"):
+        evaluate_checkpoint("pfn-gp-1d")
+    result = subprocess.run(
+        [sys.executable, "-m", "priorfit.evaluate", "ckpt_path=pfn-gp-1d"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "priorfit-eval: error:" in result.stderr and "Traceback" not in result.stderr
