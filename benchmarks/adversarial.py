@@ -5,7 +5,8 @@ SLCP with ``--slcp``) one set of simulations trains our default ``flow`` posteri
 plainly and with ``fisher_weight`` β for each β given.
 Then for each L2 budget ε, 50 held-out observations are attacked (``priorfit.robustness.attack``: 30
 projected-gradient steps on a 16-sample KL estimate; the reported KL(q(θ|x) ‖ q(θ|x+δ)) uses 200 fresh
-samples) and perturbed by random noise of norm ε (3 draws averaged). (Budgets are set by CPU time: the
+samples of the clean posterior, shared by all perturbations) and perturbed by random noise of norm ε (3
+draws averaged). (Budgets are set by CPU time: the
 default 8-transform NSF costs about 0.15 ms per log-density row on one core, and 8·Dθ times that to
 sample.) Clean quality: NLL of the true θ on
 2,000 held-out pairs and C2ST against reference posterior samples for 3 observations.
@@ -40,10 +41,10 @@ from priorfit.robustness import attack
 RESULTS = Path(__file__).resolve().parent / "results"
 # name: (problem, its keyword arguments, iid observations per set, L2 budgets)
 TASKS = {
-    "gaussian_linear": ("gaussian_linear", {"dim": 10}, 1, [0.1, 0.25, 0.5, 1.0, 2.0]),
-    "gaussian_linear_10_iid": ("gaussian_linear", {"dim": 10}, 10, [0.1, 0.25, 0.5, 1.0, 2.0]),
-    "two_moons": ("two_moons", {}, 1, [0.05, 0.1, 0.2, 0.5, 1.0]),
-    "slcp": ("slcp", {}, 1, [0.1, 0.25, 0.5, 1.0, 2.0]),
+    "gaussian_linear": ("gaussian_linear", {"dim": 10}, 1, [0.1, 0.5, 2.0]),
+    "gaussian_linear_10_iid": ("gaussian_linear", {"dim": 10}, 10, [0.1, 0.5, 2.0]),
+    "two_moons": ("two_moons", {}, 1, [0.05, 0.2, 1.0]),
+    "slcp": ("slcp", {}, 1, [0.1, 0.5, 2.0]),
 }
 
 

@@ -210,17 +210,18 @@ def attack(
         with torch.no_grad():  # the last iterate was never scored
             kl = (clean_log_q - distribution_fn(x + delta).log_prob(theta)).mean(0)
             best[kl > best_kl] = delta[kl > best_kl]
-    divergence = monte_carlo_kl(distribution_fn, x, x + best, num_samples=eval_samples, seed=seed + 1)
-    random_kl = torch.stack(
-        [
-            monte_carlo_kl(
-                distribution_fn,
-                x,
-                x + random_perturbation(x.shape, epsilon, norm, generator),
-                num_samples=eval_samples,
-                seed=seed + 2 + trial,
-            )
-            for trial in range(random_trials)
-        ]
-    ).mean(0)
+    # every reported KL is an expectation under the same clean q(θ | x): draw its samples once
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        clean = distribution_fn(x)
+        eval_theta = clean.sample((eval_samples,))
+        eval_log_q = clean.log_prob(eval_theta)
+
+        def kl_to(x_perturbed: Tensor) -> Tensor:
+            return (eval_log_q - distribution_fn(x_perturbed).log_prob(eval_theta)).mean(0)
+
+        divergence = kl_to(x + best)
+        random_kl = torch.stack(
+            [kl_to(x + random_perturbation(x.shape, epsilon, norm, generator)) for _ in range(random_trials)]
+        ).mean(0)
     return AttackResult(float(epsilon), norm, best, divergence, random_kl)

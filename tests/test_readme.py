@@ -20,3 +20,18 @@ def test_readme_tabular_example_runs():
     namespace: dict = {}
     exec(compile(tabular, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["proba"].shape == (169, 2)
+
+
+def test_readme_validation_example_runs():
+    from priorfit.priors.simulators import TwoMoons
+
+    from priorfit import AmortizedPosterior
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    validation = next(block for block in blocks if "priorfit.diagnostics" in block)
+    problem = TwoMoons()  # the SBI example's objects, trained briefly
+    post = AmortizedPosterior("gmm", max_epochs=3, logger=None, progress_bar=False)
+    post.fit(problem.prior, problem.simulate, num_simulations=500)
+    namespace: dict = {"problem": problem, "post": post, "AmortizedPosterior": AmortizedPosterior}
+    exec(compile(validation, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["samples"].shape == (1000, 200, 2)
