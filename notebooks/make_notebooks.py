@@ -353,7 +353,7 @@ from priorfit.evaluate import posterior_samples
 from priorfit.priors.simulators import GaussianLinear
 from priorfit.robustness import attack
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 problem = GaussianLinear(dim=2)
 N_IID = 5
 
@@ -365,9 +365,9 @@ def simulate_sets(count, seed):
     torch.random.set_rng_state(generator_state)
     return theta, x
 
-theta_train, x_train = simulate_sets(4000, seed=0)
-settings = dict(network={"encoder": {"layers": 0}, "transforms": 4, "hidden": [64, 64]},
-                max_epochs=60, patience=10, logger=None, progress_bar=False)
+theta_train, x_train = simulate_sets(3000, seed=0)
+settings = dict(network={"encoder": {"layers": 0}, "transforms": 3, "hidden": [64, 64]},
+                max_epochs=40, patience=8, logger=None, progress_bar=False)
 start = time.perf_counter()
 plain = AmortizedPosterior("flow", **settings).fit_simulations(theta_train, x_train, prior=problem.prior)
 print(f"trained in {time.perf_counter() - start:.0f} s, validation NLL {plain.best_val_loss_:.3f}")""",
