@@ -21,12 +21,15 @@ the plain flow, and a regularized flow cuts the attacked KL ≥ 2× at a clean-N
 
     python benchmarks/adversarial.py            # writes benchmarks/results/adversarial.{json,png}
     python benchmarks/adversarial.py --quick    # minutes: small budgets, one β
+    python benchmarks/adversarial.py --tasks two_moons   # one task: results/adversarial_two_moons.json, merged
+    python benchmarks/adversarial.py --from-log LOG      # task files from an interrupted run's printed lines
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -176,39 +179,87 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def write_json(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
+
+
+def task_file(out: Path, task_name: str) -> Path:
+    return out.with_name(f"{out.stem}_{task_name}.json")
+
+
+LINE = re.compile(r"^(\S+) β=([\d.e-]+) ε=([\d.e-]+): attack KL ([\d.e+-]+), random ([\d.e+-]+), ratio ([\d.e+-]+)")
+SUMMARY = re.compile(r"^(\S+) β=([\d.e-]+): NLL ([\d.e+-]+), C2ST ([\d.e+-]+), trained (\d+) s")
+
+
+def results_from_log(log: Path) -> dict:
+    """Rebuild per-task results from an interrupted run's printed lines (means and ratios only)."""
+    results: dict = {}
+    for line in log.read_text().splitlines():
+        if match := LINE.match(line):
+            task, beta, eps, attacked, random, ratio = match.groups()
+            row = results.setdefault(task, {}).setdefault(f"beta={float(beta):g}", {"budgets": {}})
+            row["budgets"][str(float(eps))] = {
+                "epsilon": float(eps),
+                "mean_divergence": float(attacked),
+                "mean_random_divergence": float(random),
+                "ratio": float(ratio),
+            }
+        elif match := SUMMARY.match(line):
+            task, beta, nll, c2st_mean, seconds = match.groups()
+            row = results.setdefault(task, {}).setdefault(f"beta={float(beta):g}", {"budgets": {}})
+            row.update(nll=float(nll), c2st_mean=float(c2st_mean), train_seconds=float(seconds))
+    # a model whose summary line was never printed did not finish
+    return {task: {name: row for name, row in rows.items() if "nll" in row} for task, rows in results.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--tasks", nargs="+", default=["gaussian_linear", "gaussian_linear_10_iid", "two_moons"], choices=sorted(TASKS)
+    )
     parser.add_argument("--weights", type=float, nargs="+", default=[0.01, 0.1])
     parser.add_argument("--simulations", type=int, default=5_000)
     parser.add_argument("--max-epochs", type=int, default=100)
-    parser.add_argument("--slcp", action="store_true", help="also SLCP")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--from-log", type=Path, default=None, help="rebuild the task files from a run's output")
+    parser.add_argument("--merge", action="store_true", help="only combine the per-task files into --out")
     parser.add_argument("--out", type=Path, default=RESULTS / "adversarial.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tasks = ["gaussian_linear", "gaussian_linear_10_iid", "two_moons"] + (["slcp"] if args.slcp else [])
-    if args.quick:
-        results = run(tasks, 1000, args.weights[:1], 20, max_epochs=20, steps=10)
-    else:
-        results = run(tasks, args.simulations, args.weights, 50, max_epochs=args.max_epochs, steps=30)
+    setup = {
+        "simulations": args.simulations if not args.quick else 1000,
+        "weights": args.weights,
+        "threads": args.threads,
+        "max_epochs": args.max_epochs,
+        "attacked_observations": 50,
+        "attack": "L2 PGD, 30 steps, step 2.5ε/30, random start, 16-sample KL; reported KL on 200 fresh samples",
+        "random_control": "3 draws of uniform-direction noise with norm ε, KL averaged",
+    }
+    if args.from_log:
+        for task_name, rows in results_from_log(args.from_log).items():
+            write_json(
+                {"setup": {**setup, "from_log": str(args.from_log)}, "results": {task_name: rows}},
+                task_file(args.out, task_name),
+            )
+    elif not args.merge:
+        for task_name in args.tasks:  # one file per task as soon as it is done: runs can be split and resumed
+            if args.quick:
+                results = run([task_name], 1000, args.weights[:1], 20, max_epochs=20, steps=10)
+            else:
+                results = run([task_name], args.simulations, args.weights, 50, max_epochs=args.max_epochs, steps=30)
+            write_json({"setup": setup, "results": results}, task_file(args.out, task_name))
+    parts = [json.loads(task_file(args.out, name).read_text()) for name in TASKS if task_file(args.out, name).exists()]
+    results = {name: rows for part in parts for name, rows in part["results"].items()}
     report = {
-        "setup": {
-            "simulations": args.simulations if not args.quick else 1000,
-            "weights": args.weights,
-            "threads": args.threads,
-            "max_epochs": args.max_epochs,
-            "attacked_observations": 50,
-            "attack": "L2 PGD, 30 steps, step 2.5ε/30, random start, 16-sample KL; reported KL on 200 fresh samples",
-            "random_control": "3 draws of uniform-direction noise with norm ε, KL averaged",
-        },
+        "setup": {name: part["setup"] for part in parts for name in part["results"]},
         "results": results,
         "verdict": verdict(results),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(args.out)
+    write_json(report, args.out)
     plot(results, args.out.with_suffix(".png"))
     print(json.dumps(report["verdict"], indent=2))
 
