@@ -45,7 +45,9 @@ def held_out_pairs(task, trainer: pl.Trainer | None, count: int, seed: int) -> t
     if val_set is not None and len(val_set) >= 2:
         rows = torch.as_tensor(val_set.indices[:count])
         return datamodule.theta[rows], datamodule.x[rows]
-    if not hasattr(task.prior, "sample") or type(task.prior).__name__ == "SimulationShapes":
+    from priorfit.tasks.posterior import SimulationShapes
+
+    if isinstance(task.prior, SimulationShapes) or not hasattr(task.prior, "sample"):
         raise InvalidHyperparameterError(
             "this posterior was trained on given simulations and carries no simulator to draw held-out pairs "
             "from: run priorfit.diagnostics.tarp / sbc on your own held-out (θ, x) and posterior samples"
@@ -103,6 +105,13 @@ class CalibrationCallback(pl.Callback):
             seed,
         )
         self.history: list[dict[str, float]] = []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        network = getattr(pl_module, "network", None)
+        if not (hasattr(network, "distribution") or hasattr(network, "composed_score")):
+            raise InvalidHyperparameterError(
+                f"CalibrationCallback checks posterior tasks (TARP and SBC of θ); {type(pl_module).__name__} is not one"
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0 and trainer.global_step > 0:
