@@ -76,3 +76,17 @@ def test_priorfit_eval_names_what_it_cannot_evaluate(tmp_path):
     )
     assert result.returncode == 2
     assert "priorfit-eval: error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_callback_refuses_a_task_without_a_posterior():
+    from types import SimpleNamespace
+
+    import torch
+
+    from priorfit.errors import InvalidHyperparameterError
+    from priorfit.evaluate import CalibrationCallback
+
+    with pytest.raises(InvalidHyperparameterError, match="posterior tasks"):
+        CalibrationCallback().setup(None, SimpleNamespace(network=torch.nn.Linear(1, 1)), "fit")
+    with pytest.raises(InvalidHyperparameterError, match="every_n_steps"):
+        CalibrationCallback(every_n_steps=0)
