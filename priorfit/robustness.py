@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from priorfit.errors import PriorfitValidationError
 
@@ -65,12 +66,14 @@ def fisher_penalty(posterior, x: Tensor, *, num_samples: int = 1) -> Tensor:
     """
     distribution_fn = _distribution_fn(posterior)
     repeated = x.detach().repeat_interleave(num_samples, dim=0).requires_grad_(True)
-    q = distribution_fn(repeated)
-    with torch.no_grad():
-        theta = q.sample()
-    log_q = q.log_prob(theta)
-    # rows do not interact, so the gradient of the sum is each row's own gradient
-    (grad,) = torch.autograd.grad(log_q.sum(), repeated, create_graph=True)
+    # double backpropagation: the fused attention kernels have no second derivative, the math one does
+    with sdpa_kernel(SDPBackend.MATH):
+        q = distribution_fn(repeated)
+        with torch.no_grad():
+            theta = q.sample()
+        log_q = q.log_prob(theta)
+        # rows do not interact, so the gradient of the sum is each row's own gradient
+        (grad,) = torch.autograd.grad(log_q.sum(), repeated, create_graph=True)
     trace = torch.nan_to_num(grad).square().flatten(1).sum(1)
     return trace.view(len(x), num_samples).mean(1)
 

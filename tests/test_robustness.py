@@ -117,3 +117,14 @@ def test_bad_attack_arguments_are_named():
         attack(linear_gaussian, x * float("nan"), 0.1)
     with pytest.raises(PriorfitValidationError, match="score"):
         attack(AmortizedPosterior("score"), x, 0.1)
+
+
+def test_regularizer_works_through_attention_layers():
+    # the fused CPU attention kernels have no double backward; fisher_penalty must still train set encoders
+    from priorfit.networks.posterior import FlowPosterior
+
+    network = FlowPosterior(
+        2, 2, encoder={"width": 16, "heads": 2, "layers": 1, "embed_dim": 16}, transforms=2, hidden=(16, 16)
+    )
+    fisher_penalty(network, torch.randn(4, 3, 2)).mean().backward()
+    assert network.encoder.layers[0].qkv.weight.grad.abs().sum() > 0
