@@ -117,6 +117,19 @@ def run(
     return results
 
 
+def exact_kl(task_name: str, epsilon: float) -> dict | None:
+    """KL between the exact Gaussian-linear posteriors at x and x + δ, ||δ|| = ε: worst δ and a random δ's mean.
+
+    Prior N(0, 0.1 I), noise N(0, 0.1 I), n observations: the posterior mean moves by Σ_i δ_i / (n + 1) and
+    its variance is 0.1 / (n + 1), so KL = (n + 1) ||Σ δ_i||² / (0.2 (n + 1)²) = 5 ||Σ δ_i||² / (n + 1);
+    ||Σ δ_i||² is at most n ε² (all δ_i equal) and ε² on average over random directions.
+    """
+    problem_name, kwargs, num_iid, _ = TASKS[task_name]
+    if problem_name != "gaussian_linear":
+        return None
+    return {"worst": 5 * num_iid * epsilon**2 / (num_iid + 1), "random": 5 * epsilon**2 / (num_iid + 1)}
+
+
 def verdict(results: dict) -> dict:
     out: dict = {}
     for task_name, rows in results.items():
@@ -139,6 +152,8 @@ def verdict(results: dict) -> dict:
         out[task_name] = {
             "largest_epsilon": float(largest),
             "plain_attack_over_random_ratio": ratio,
+            "exact_posterior_kl_at_largest_epsilon": exact_kl(task_name, float(largest)),
+            "plain_attacked_kl_at_largest_epsilon": plain["budgets"][largest]["mean_divergence"],
             "plain_clean_nll": plain["nll"],
             "plain_clean_c2st": plain["c2st_mean"],
             "must_attack_10x_random": ratio >= 10,
