@@ -78,15 +78,23 @@ def fisher_penalty(posterior, x: Tensor, *, num_samples: int = 1) -> Tensor:
     return trace.view(len(x), num_samples).mean(1)
 
 
+@torch.no_grad()
+def _clean_draws(distribution_fn: PosteriorFn, x: Tensor, num_samples: int, seed: int) -> tuple[Tensor, Tensor]:
+    """θ ~ q(θ | x) (num_samples, B, Dθ) from a seeded stream, and log q(θ | x) at those draws."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clean = distribution_fn(x)
+        theta = clean.sample((num_samples,))
+        return theta, clean.log_prob(theta)
+
+
 def monte_carlo_kl(posterior, x: Tensor, x_perturbed: Tensor, *, num_samples: int = 1000, seed: int = 0) -> Tensor:
     """KL(q(θ | x) ‖ q(θ | x_perturbed)) per row (B,), from ``num_samples`` draws of q(θ | x)."""
     distribution_fn = _distribution_fn(posterior)
     x, x_perturbed = _observation_sets(x), _observation_sets(x_perturbed)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        clean = distribution_fn(x)
-        theta = clean.sample((num_samples,))
-        return (clean.log_prob(theta) - distribution_fn(x_perturbed).log_prob(theta)).mean(0)
+    theta, clean_log_q = _clean_draws(distribution_fn, x, num_samples, seed)
+    with torch.no_grad():
+        return (clean_log_q - distribution_fn(x_perturbed).log_prob(theta)).mean(0)
 
 
 def random_perturbation(shape: torch.Size, epsilon: float, norm: Norm, generator: torch.Generator) -> Tensor:
@@ -190,11 +198,7 @@ def attack(
     best = torch.zeros_like(x)
     if epsilon > 0:
         step_size = step_size or 2.5 * epsilon / steps
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            clean = distribution_fn(x)
-            theta = clean.sample((num_samples,))
-            clean_log_q = clean.log_prob(theta)
+        theta, clean_log_q = _clean_draws(distribution_fn, x, num_samples, seed)
         delta = random_perturbation(x.shape, epsilon / 2, norm, generator)  # random start inside the ball
         best_kl = torch.full((len(x),), -float("inf"))
         for _ in range(steps):
@@ -212,19 +216,17 @@ def attack(
                 delta = _project(delta.detach() + step_size * step, epsilon, norm)
         with torch.no_grad():  # the last iterate was never scored
             kl = (clean_log_q - distribution_fn(x + delta).log_prob(theta)).mean(0)
-            best[kl > best_kl] = delta[kl > best_kl]
+            improved = kl > best_kl
+            best[improved] = delta[improved]
     # every reported KL is an expectation under the same clean q(θ | x): draw its samples once
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        clean = distribution_fn(x)
-        eval_theta = clean.sample((eval_samples,))
-        eval_log_q = clean.log_prob(eval_theta)
+    eval_theta, eval_log_q = _clean_draws(distribution_fn, x, eval_samples, seed + 1)
 
-        def kl_to(x_perturbed: Tensor) -> Tensor:
-            return (eval_log_q - distribution_fn(x_perturbed).log_prob(eval_theta)).mean(0)
+    @torch.no_grad()
+    def kl_to(x_perturbed: Tensor) -> Tensor:
+        return (eval_log_q - distribution_fn(x_perturbed).log_prob(eval_theta)).mean(0)
 
-        divergence = kl_to(x + best)
-        random_kl = torch.stack(
-            [kl_to(x + random_perturbation(x.shape, epsilon, norm, generator)) for _ in range(random_trials)]
-        ).mean(0)
+    divergence = kl_to(x + best)
+    random_kl = torch.stack(
+        [kl_to(x + random_perturbation(x.shape, epsilon, norm, generator)) for _ in range(random_trials)]
+    ).mean(0)
     return AttackResult(float(epsilon), norm, best, divergence, random_kl)
