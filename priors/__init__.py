@@ -3,7 +3,8 @@
 from priorfit.priors.base import Batch, ExactPredictivePrior, Prior
 from priorfit.priors.bnn import BNNPrior
 from priorfit.priors.gp import GPPrior, kernel_matrix
-from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Uniform
+from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Normal, Uniform
+from priorfit.priors.learning_curves import LearningCurvePrior
 from priorfit.priors.mixture import PriorMixture
 from priorfit.priors.scm import SCMPrior
 from priorfit.priors.simulator import SimulatorError, SimulatorPrior
@@ -23,5 +24,7 @@ __all__ = [
     "Fixed",
     "Uniform",
     "LogUniform",
+    "Normal",
     "LogNormal",
+    "LearningCurvePrior",
 ]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
 
-__all__ = ["Hyperprior", "Fixed", "Uniform", "LogUniform", "LogNormal", "as_hyperprior"]
+__all__ = ["Hyperprior", "Fixed", "Uniform", "LogUniform", "Normal", "LogNormal", "as_hyperprior"]
 
 
 class Hyperprior:
@@ -19,6 +19,10 @@ class Hyperprior:
     is_fixed: bool = False
 
     def sample(self, n: int, *, generator: torch.Generator | None, device, dtype) -> Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log density at ``value`` (−inf outside the support); used by MCMC baselines."""
         raise NotImplementedError
 
 
@@ -31,6 +35,9 @@ class Fixed(Hyperprior):
 
     def sample(self, n, *, generator=None, device=None, dtype=torch.float32) -> Tensor:
         return torch.full((n,), float(self.value), device=device, dtype=dtype)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return torch.where(value == self.value, 0.0, -math.inf).to(value.dtype)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class Uniform(Hyperprior):
         u = torch.rand(n, generator=generator, device=device, dtype=dtype)
         return self.low + (self.high - self.low) * u
 
+    def log_prob(self, value: Tensor) -> Tensor:
+        inside = (value >= self.low) & (value <= self.high)
+        return torch.where(inside, -math.log(self.high - self.low), -math.inf).to(value.dtype)
+
 
 @dataclass(frozen=True)
 class LogUniform(Hyperprior):
@@ -68,6 +79,30 @@ class LogUniform(Hyperprior):
         u = torch.rand(n, generator=generator, device=device, dtype=dtype)
         return torch.exp(math.log(self.low) + (math.log(self.high) - math.log(self.low)) * u)
 
+    def log_prob(self, value: Tensor) -> Tensor:
+        inside = (value >= self.low) & (value <= self.high)
+        density = -value.clamp_min(self.low).log() - math.log(math.log(self.high) - math.log(self.low))
+        return torch.where(inside, density, -math.inf)
+
+
+@dataclass(frozen=True)
+class Normal(Hyperprior):
+    """N(loc, scale²) on the real line (for real-valued parameters; not accepted where positivity is required)."""
+
+    loc: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise InvalidHyperparameterError(f"Normal hyperprior needs scale > 0, got scale={self.scale}")
+
+    def sample(self, n, *, generator=None, device=None, dtype=torch.float32) -> Tensor:
+        return self.loc + self.scale * torch.randn(n, generator=generator, device=device, dtype=dtype)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        z = (value - self.loc) / self.scale
+        return -0.5 * z.square() - math.log(self.scale) - 0.5 * math.log(2 * math.pi)
+
 
 @dataclass(frozen=True)
 class LogNormal(Hyperprior):
@@ -84,10 +119,16 @@ class LogNormal(Hyperprior):
         z = torch.randn(n, generator=generator, device=device, dtype=dtype)
         return torch.exp(self.loc + self.scale * z)
 
+    def log_prob(self, value: Tensor) -> Tensor:
+        log_value = value.clamp_min(torch.finfo(value.dtype).tiny).log()
+        z = (log_value - self.loc) / self.scale
+        density = -0.5 * z.square() - math.log(self.scale) - 0.5 * math.log(2 * math.pi) - log_value
+        return torch.where(value > 0, density, -math.inf)
+
 
 HyperparameterSpec = float | int | Hyperprior | dict
 
-_BY_NAME = {"fixed": Fixed, "uniform": Uniform, "loguniform": LogUniform, "lognormal": LogNormal}
+_BY_NAME = {"fixed": Fixed, "uniform": Uniform, "loguniform": LogUniform, "normal": Normal, "lognormal": LogNormal}
 
 
 def as_hyperprior(spec: HyperparameterSpec, name: str, *, positive: bool = True) -> Hyperprior:
@@ -112,6 +153,8 @@ def as_hyperprior(spec: HyperparameterSpec, name: str, *, positive: bool = True)
     if positive:
         if isinstance(hyperprior, Fixed) and not hyperprior.value > 0:
             raise InvalidHyperparameterError(f"{name} must be positive, got {hyperprior.value}")
+        if isinstance(hyperprior, Normal):
+            raise InvalidHyperparameterError(f"{name} must be positive; a Normal hyperprior can be negative")
         if isinstance(hyperprior, Uniform) and not hyperprior.low > 0:
             raise InvalidHyperparameterError(
                 f"{name} must be positive, but its Uniform hyperprior starts at {hyperprior.low}"
