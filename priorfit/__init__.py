@@ -21,6 +21,7 @@ __all__ = [
     "PFNClassifier",
     "PFNRegressor",
     "AmortizedPosterior",
+    "LearningCurveExtrapolator",
     "load_checkpoint",
     "load_pfn",
     "export_checkpoint",
@@ -37,6 +38,7 @@ _LAZY = {
     "PFNClassifier": "priorfit.estimators",
     "PFNRegressor": "priorfit.estimators",
     "AmortizedPosterior": "priorfit.posterior",
+    "LearningCurveExtrapolator": "priorfit.learning_curves",
 }
 
 
