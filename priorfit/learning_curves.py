@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from priorfit.checkpoint import PFNModel, load_pfn
+from priorfit.checkpoint import PFNModel
 from priorfit.errors import PriorfitValidationError
 
 __all__ = ["LearningCurveExtrapolator"]

@@ -101,7 +101,12 @@ FAMILIES: dict[str, CurveFamily] = {
     ),
     "mmf": CurveFamily(
         _mmf,
-        {"alpha": Normal(0.8, 0.1), "beta": Normal(0.2, 0.1), "kappa": LogNormal(0.0, 2.0), "delta": LogNormal(0.0, 1.0)},
+        {
+            "alpha": Normal(0.8, 0.1),
+            "beta": Normal(0.2, 0.1),
+            "kappa": LogNormal(0.0, 2.0),
+            "delta": LogNormal(0.0, 1.0),
+        },
     ),
     "vap": CurveFamily(_vap, {"a": Uniform(-2.0, 0.0), "b": Uniform(-4.0, 0.0), "c": LogUniform(math.exp(-8.0), 1.0)}),
     "loglog_linear": CurveFamily(_loglog_linear, {"a": LogNormal(-2.0, 1.0), "b": LogUniform(1.0, math.e)}),

@@ -85,9 +85,12 @@ def test_bad_configuration_is_named():
         (Uniform(-0.6, 0.6), torch.distributions.Uniform(-0.6, 0.6)),
         (Normal(0.8, 0.1), torch.distributions.Normal(0.8, 0.1)),
         (LogNormal(-2.0, 1.0), torch.distributions.LogNormal(-2.0, 1.0)),
-        (LogUniform(1.0, math.e), torch.distributions.TransformedDistribution(
-            torch.distributions.Uniform(0.0, 1.0), [torch.distributions.ExpTransform()]
-        )),
+        (
+            LogUniform(1.0, math.e),
+            torch.distributions.TransformedDistribution(
+                torch.distributions.Uniform(0.0, 1.0), [torch.distributions.ExpTransform()]
+            ),
+        ),
     ],
 )
 def test_hyperprior_log_prob_matches_torch(ours, reference):
