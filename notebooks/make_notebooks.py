@@ -485,6 +485,127 @@ ax.legend(fontsize="small"); fig.tight_layout()""",
 ]
 
 
+LEARNING_CURVES = [
+    (
+        "markdown",
+        """# Where will this training run end up? Learning-curve extrapolation with LC-PFN
+
+`LearningCurveExtrapolator` wraps the bundled `lc-pfn-small` checkpoint: a PFN trained (here, on CPU) on
+synthetic learning curves from LC-PFN's prior (Adriaensen et al., NeurIPS 2023): convex combinations of
+the pow3, ilog2 and Janoschek families with Gaussian noise, 100 epochs. Given the first epochs of a curve it
+returns, in one forward pass, the predictive distribution of the value at any later epoch, and
+`prob_exceeds` turns that into an early-stopping decision.
+
+1. synthetic curves from the prior (where the truth is known);
+2. curves recorded here: validation accuracy per epoch of scikit-learn MLPs on the bundled digits data;
+3. an early-stopping decision for a run that will not beat the best one.""",
+    ),
+    (
+        "code",
+        """import warnings
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from priorfit import LearningCurveExtrapolator
+from priorfit.priors import LearningCurvePrior
+
+torch.set_num_threads(1)
+epochs = np.arange(1, 101)
+batch = LearningCurvePrior().sample(4, 100, generator=torch.Generator().manual_seed(7))
+noisy = batch.y[..., 0].numpy().clip(0, 1)
+truth = batch.meta["curve"].numpy()
+
+cut = 15
+lc = LearningCurveExtrapolator().fit(epochs[:cut], noisy[:, :cut])
+bands = lc.predict_quantiles(epochs[cut:], [0.05, 0.5, 0.95])
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.2), sharey=True)
+for i, ax in enumerate(axes):
+    ax.plot(epochs, noisy[i], ".", ms=3, color="0.5", label="noisy curve")
+    ax.plot(epochs, truth[i], "k", lw=1, label="noise-free curve")
+    ax.plot(epochs[cut:], bands[i, :, 1], "C0", label="LC-PFN median")
+    ax.fill_between(epochs[cut:], bands[i, :, 0], bands[i, :, 2], color="C0", alpha=0.25, label="90% band")
+    ax.axvline(cut, color="k", lw=0.5)
+    ax.set_xlabel("epoch")
+axes[0].legend(fontsize=7)
+plt.tight_layout()
+inside = (noisy[:, cut:] >= bands[..., 0]) & (noisy[:, cut:] <= bands[..., 2])
+print(f"fraction of future noisy values inside the 90% bands: {inside.mean():.2f}")""",
+    ),
+    (
+        "markdown",
+        """## 2. Curves recorded here
+
+Three MLP configurations on digits (70/30 split), one epoch of `partial_fit` at a time, validation accuracy
+after each. We show the extrapolator the first 10 epochs and compare with what the runs went on to do.""",
+    ),
+    (
+        "code",
+        """from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+X, y = load_digits(return_X_y=True)
+X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+scaler = StandardScaler().fit(X_train)
+X_train, X_val = scaler.transform(X_train), scaler.transform(X_val)
+configs = {
+    "adam, lr 1e-3, 64 units": dict(hidden_layer_sizes=(64,), learning_rate_init=1e-3, solver="adam"),
+    "sgd, lr 1e-3, 8 units": dict(hidden_layer_sizes=(8,), learning_rate_init=1e-3, solver="sgd"),
+    "sgd, lr 1e-4, 8 units": dict(hidden_layer_sizes=(8,), learning_rate_init=1e-4, solver="sgd"),
+}
+recorded = {}
+for name, params in configs.items():
+    model = MLPClassifier(random_state=0, batch_size=64, **params)
+    accuracy = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(100):
+            model.partial_fit(X_train, y_train, classes=np.unique(y))
+            accuracy.append(model.score(X_val, y_val))
+    recorded[name] = np.array(accuracy)
+
+cut = 10
+curves = np.stack(list(recorded.values()))
+lc = LearningCurveExtrapolator().fit(epochs[:cut], curves[:, :cut])
+bands = lc.predict_quantiles(epochs[cut:], [0.05, 0.5, 0.95])
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.5), sharey=True)
+for i, (ax, name) in enumerate(zip(axes, recorded)):
+    ax.plot(epochs, curves[i], ".", ms=3, color="0.4", label="recorded accuracy")
+    ax.plot(epochs[cut:], bands[i, :, 1], "C0", label="LC-PFN median")
+    ax.fill_between(epochs[cut:], bands[i, :, 0], bands[i, :, 2], color="C0", alpha=0.25, label="90% band")
+    ax.axvline(cut, color="k", lw=0.5)
+    ax.set(title=name, xlabel="epoch")
+    print(f"{name:26s} epoch 100: recorded {curves[i, -1]:.3f}, predicted median {bands[i, -1, 1]:.3f} "
+          f"(90% band {bands[i, -1, 0]:.3f}..{bands[i, -1, 2]:.3f})")
+axes[0].legend(fontsize=7)
+plt.tight_layout()""",
+    ),
+    (
+        "markdown",
+        """## 3. Early stopping
+
+Suppose the first configuration has finished and reached its best accuracy. Is the next run worth
+continuing? LC-PFN's rule: stop when P(y(100) > best so far) falls below a threshold (5 % here). We ask after
+every epoch from the 5th on.""",
+    ),
+    (
+        "code",
+        """best = curves[0].max()
+for i, name in enumerate(list(recorded)[1:], start=1):
+    stopped = None
+    for seen in range(5, 100):
+        p = LearningCurveExtrapolator().fit(epochs[:seen], curves[i, :seen]).prob_exceeds(best, t_future=100)
+        if p < 0.05:
+            stopped = seen
+            break
+    verdict = f"stopped after epoch {stopped} (P = {p:.3f})" if stopped else "trained to the end"
+    print(f"{name:26s} best so far {best:.3f}: {verdict}; its final accuracy was {curves[i, -1]:.3f}")""",
+    ),
+]
+
+
 def build(cells) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -499,6 +620,7 @@ NOTEBOOKS = {
     "02_tabular.ipynb": TABULAR,
     "03_sbi.ipynb": SBI,
     "04_validation.ipynb": VALIDATION,
+    "06_learning_curves.ipynb": LEARNING_CURVES,
 }
 
 

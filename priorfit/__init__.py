@@ -22,6 +22,8 @@ __all__ = [
     "PFNRegressor",
     "AmortizedPosterior",
     "LearningCurveExtrapolator",
+    "DistributionTransformer",
+    "GMM",
     "load_checkpoint",
     "load_pfn",
     "export_checkpoint",
@@ -39,6 +41,8 @@ _LAZY = {
     "PFNRegressor": "priorfit.estimators",
     "AmortizedPosterior": "priorfit.posterior",
     "LearningCurveExtrapolator": "priorfit.learning_curves",
+    "DistributionTransformer": "priorfit.networks.distribution_transformer",
+    "GMM": "priorfit.gmm",
 }
 
 

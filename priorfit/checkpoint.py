@@ -14,7 +14,7 @@ from priorfit.errors import CheckpointError
 __all__ = ["load_checkpoint", "load_pfn", "export_checkpoint", "PFNModel", "FORMAT_VERSION"]
 
 FORMAT_VERSION = "1"
-_TASKS = {"PFNTask": "priorfit.tasks.pfn", "PosteriorTask": "priorfit.tasks.posterior"}
+_TASKS = {"PFNTask": "priorfit.tasks.pfn", "PosteriorTask": "priorfit.tasks.posterior", "DTTask": "priorfit.tasks.dt"}
 
 
 def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:

@@ -65,11 +65,13 @@ def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
     print()
     print(f"checkpoint (resume with ckpt_path=...): {checkpoint or 'none (no checkpoint callback)'}")
     print(f"model (load with priorfit.load_checkpoint): {model_file}")
-    if not hasattr(datamodule, "min_context"):  # posterior tasks: NLL of θ (or the score-matching loss)
+    if not hasattr(task, "predictive"):  # posterior tasks and DTTask: NLL of θ (or the score-matching loss)
         if "val/nll" in metrics:
             print(f"validation NLL: {metrics['val/nll']:.4f} nats per parameter draw")
         else:
             print(f"validation loss: {metrics.get('val/loss', float('nan')):.4f}")
+        if "val/nll_gap" in metrics:
+            print(f"NLL gap to the exact posterior: {metrics['val/nll_gap']:.4f} nats per parameter draw")
         return
     num_datasets = datamodule.val_batches * datamodule.val_batch_size
     print(f"validation NLL: {metrics.get('val/nll', float('nan')):.4f} nats per query point")

@@ -2,6 +2,7 @@
 
 from priorfit.priors.base import Batch, ExactPredictivePrior, Prior
 from priorfit.priors.bnn import BNNPrior
+from priorfit.priors.gmm import LinearGaussian, RandomGMMPrior, RangeBearing
 from priorfit.priors.gp import GPPrior, kernel_matrix
 from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Normal, Uniform
 from priorfit.priors.learning_curves import LearningCurvePrior
@@ -27,4 +28,7 @@ __all__ = [
     "Normal",
     "LogNormal",
     "LearningCurvePrior",
+    "RandomGMMPrior",
+    "LinearGaussian",
+    "RangeBearing",
 ]

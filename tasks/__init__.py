@@ -1,12 +1,14 @@
 """LightningModules that train networks on priors, and the data modules that feed them."""
 
 from priorfit.tasks.data import FixedPriorSet, PriorDataModule, PriorStream, batch_seed
+from priorfit.tasks.dt import DTTask
 from priorfit.tasks.pfn import PFNTask, warmup_cosine
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, simulate_budget
 
 __all__ = [
     "PFNTask",
     "PosteriorTask",
+    "DTTask",
     "PriorDataModule",
     "SimulationDataModule",
     "PriorStream",

@@ -35,3 +35,11 @@ def test_readme_validation_example_runs():
     namespace: dict = {"problem": problem, "post": post, "AmortizedPosterior": AmortizedPosterior}
     exec(compile(validation, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["samples"].shape == (1000, 200, 2)
+
+
+def test_readme_learning_curve_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(block for block in blocks if "LearningCurveExtrapolator" in block)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["bands"].shape == (3, 3) and isinstance(namespace["stop"], bool)

@@ -1,0 +1,106 @@
+"""DTTask: trains a Distribution Transformer by −log q(θ | prior, x) with θ drawn from random GMM priors."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from priorfit.networks.distribution_transformer import DistributionTransformer
+from priorfit.priors.base import Batch
+from priorfit.tasks.pfn import plain_config, warmup_cosine
+from torch import Tensor
+
+__all__ = ["DTTask"]
+
+
+class DTTask(pl.LightningModule):
+    """The Distribution Transformer objective on a ``RandomGMMPrior``.
+
+    Each batch from ``PriorDataModule`` carries a random GMM prior per data set, θ drawn from it, and
+    observations; the first ``num_context`` observations are the data set (so the number of observations
+    varies from batch to batch within [min_context, max_context]).
+
+    Args:
+        prior: config of a ``RandomGMMPrior`` (``_target_`` dict), stored in checkpoints.
+        network: ``DistributionTransformer`` keyword arguments (θ and feature sizes and the number of
+            prior components are filled in from the prior).
+        lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up and cosine decay.
+        exact_metrics: log the NLL of θ under the exact posterior when the likelihood has one.
+    """
+
+    def __init__(
+        self,
+        *,
+        prior: dict,
+        network: dict,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 200,
+        min_lr_ratio: float = 0.0,
+        exact_metrics: bool = True,
+    ) -> None:
+        super().__init__()
+        prior, network = plain_config(prior), plain_config(network)
+        self.save_hyperparameters(
+            {
+                "prior": prior,
+                "network": network,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "warmup_steps": warmup_steps,
+                "min_lr_ratio": min_lr_ratio,
+                "exact_metrics": exact_metrics,
+            }
+        )
+        self.prior = instantiate(prior, _convert_="all")
+        likelihood = self.prior.likelihood
+        options = {key: value for key, value in network.items() if key != "_target_"}
+        options.update(
+            theta_dim=self.prior.dim,
+            x_dim=getattr(likelihood, "feature_dim", likelihood.x_dim),
+            max_components=self.prior.max_components,
+        )
+        self.network = DistributionTransformer(**options).bind_likelihood(likelihood)
+
+    def forward(self, batch: Batch) -> torch.distributions.Distribution:
+        meta = batch.meta
+        n = int(meta.get("num_context", batch.x.shape[1]))
+        return self.network(meta["prior_logits"], meta["prior_means"], meta["prior_scale_tril"], batch.x[:, :n])
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = -self(batch).log_prob(batch.theta).mean()
+        self.log("train/nll", loss, prog_bar=True, batch_size=batch.batch_size)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        nll = -self(batch).log_prob(batch.theta).mean()
+        size = batch.batch_size
+        self.log("val/nll", nll, prog_bar=True, sync_dist=True, batch_size=size)
+        exact_posterior = getattr(self.prior.likelihood, "exact_posterior", None)
+        if self.hparams.exact_metrics and exact_posterior is not None:
+            exact = -self.exact_posterior(batch).log_prob(batch.theta.double()).mean().float()
+            self.log("val/nll_exact", exact, sync_dist=True, batch_size=size)
+            self.log("val/nll_gap", nll - exact, prog_bar=True, sync_dist=True, batch_size=size)
+
+    def exact_posterior(self, batch: Batch):
+        """The exact posterior GMM of each data set in the batch (linear-Gaussian likelihoods only)."""
+        from priorfit.gmm import GMM
+
+        meta = batch.meta
+        n = int(meta.get("num_context", batch.x.shape[1]))
+        prior = GMM.from_logits(
+            meta["prior_logits"].double(), meta["prior_means"].double(), meta["prior_scale_tril"].double()
+        )
+        return self.prior.likelihood.exact_posterior(prior, batch.x[:, :n].double())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["priorfit_task"] = "DTTask"
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
