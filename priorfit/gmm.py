@@ -109,7 +109,7 @@ class GMM(MixtureSameFamily):
 
 
 def sample_gmm(gmm: GMM, generator: torch.Generator | None = None, num_samples: int | None = None) -> Tensor:
-    """Seeded draws from a batch of GMMs: (B, D), or (S, B, D) with ``num_samples``.
+    """Seeded draws from a (batch of) GMM(s): (*batch, D), or (S, *batch, D) with ``num_samples``.
 
     (``Distribution.sample`` takes no generator, and priors must be reproducible from one.)
     """
@@ -123,4 +123,5 @@ def sample_gmm(gmm: GMM, generator: torch.Generator | None = None, num_samples: 
     )
     z = torch.randn(count, probs.shape[0], gmm.dim, generator=generator, dtype=means.dtype)
     draws = means[batch, index] + (tril[batch, index] @ z.unsqueeze(-1)).squeeze(-1)
+    draws = draws.reshape(count, *gmm.batch_shape, gmm.dim)
     return draws[0] if num_samples is None else draws

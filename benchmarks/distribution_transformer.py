@@ -1,0 +1,282 @@
+"""Distribution Transformer benchmark: held-out random GMM priors, linear-Gaussian likelihood, exact posteriors.
+
+Sections (each writes into one JSON + PNG):
+- accuracy: for each trained DT (Dθ = 2 and 5), 500 held-out priors from the training family (a seed training
+  never uses), and the same priors shifted by +10 in every coordinate (far outside the training means
+  ~ N(0, 3²)); n = 1..20 observations: mean NLL of the true θ under the DT posterior minus under the exact
+  posterior, and KL(exact ‖ DT) by Monte Carlo (256 exact draws per data set).
+- npe: what a user without a prior-adaptive model has: an NPE (``AmortizedPosterior("flow")``, n = 1..20)
+  trained on one fixed prior N(0, 3² I) with the same likelihood, scored on the held-out priors.
+- sampler: emcee (32 walkers, stretch move) on one prior and data set at a time, run to a matched accuracy
+  (the smallest budget whose posterior-mean error, in exact-posterior sd units, is at most the DT's); wall time
+  per posterior against the DT's batch-of-1 latency (one thread each).
+- filtering: 50 sequential single-observation updates (the posterior becomes the next prior) on 200
+  sequences, DT against the exact filter: excess NLL of the true θ after each step.
+
+    python benchmarks/distribution_transformer.py --checkpoint-2d PATH [--checkpoint-5d PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import emcee
+import numpy as np
+import torch
+from priorfit.networks import DistributionTransformer
+from priorfit.priors import RandomGMMPrior
+
+from priorfit.gmm import GMM, sample_gmm
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HELD_OUT_SEED = 777_2026
+SHIFT = 10.0
+N_GRID = list(range(1, 21))
+
+
+def held_out(prior_family: RandomGMMPrior, count: int, num_obs: int, shift: float, seed: int):
+    """Held-out (prior GMM, θ, x) with the prior and θ shifted by ``shift`` (x follows θ)."""
+    generator = torch.Generator().manual_seed(seed)
+    priors = prior_family.sample_priors(count, generator=generator)
+    logits = priors.mixture_distribution.logits.double()
+    means = priors.means.double() + shift
+    tril = priors.scale_tril.double()
+    prior = GMM.from_logits(logits, means, tril)
+    theta = sample_gmm(prior, generator)
+    x = prior_family.likelihood.simulate(theta, num_obs, generator=generator)
+    return prior, theta, x
+
+
+def dt_log_prob(network: DistributionTransformer, prior: GMM, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        posterior = network(
+            prior.mixture_distribution.logits.float(), prior.means.float(), prior.scale_tril.float(), x.float()
+        )
+        return posterior.log_prob(theta.float()).double()
+
+
+def accuracy(network, prior_family, count: int) -> dict:
+    """Excess NLL and KL(exact ‖ DT) over n = 1..20, in and out of the training means."""
+    report = {}
+    for label, shift in (("in_distribution", 0.0), ("shifted", SHIFT)):
+        prior, theta, x = held_out(prior_family, count, max(N_GRID), shift, HELD_OUT_SEED)
+        rows = []
+        for n in N_GRID:
+            exact = prior_family.likelihood.exact_posterior(prior, x[:, :n])
+            excess = float((exact.log_prob(theta) - dt_log_prob(network, prior, x[:, :n], theta)).mean())
+            draws = sample_gmm(exact, torch.Generator().manual_seed(n), 256)  # (S, B, D)
+            kl = float((exact.log_prob(draws) - dt_log_prob(network, prior, x[:, :n], draws)).mean())
+            rows.append({"n": n, "excess_nll": excess, "kl": kl})
+        dim = prior_family.dim
+        report[label] = {
+            "by_n": rows,
+            "mean_excess_nll_per_dim": float(np.mean([r["excess_nll"] for r in rows]) / dim),
+            "mean_kl_per_dim": float(np.mean([r["kl"] for r in rows]) / dim),
+        }
+    return report
+
+
+def npe_baseline(prior_family, count: int, simulations: int) -> dict:
+    """A flow NPE trained on one fixed prior, then used (as it must be) on the held-out random priors."""
+    from priorfit import AmortizedPosterior
+
+    dim = prior_family.dim
+    fixed = torch.distributions.MultivariateNormal(torch.zeros(dim), 9.0 * torch.eye(dim))
+
+    def simulate(theta: torch.Tensor) -> torch.Tensor:
+        return prior_family.likelihood.simulate(theta, 1)[:, 0]
+
+    npe = AmortizedPosterior("flow", num_iid=(1, max(N_GRID)), logger=None, progress_bar=False, seed=0)
+    start = time.perf_counter()
+    npe.fit(fixed, simulate, num_simulations=simulations)
+    seconds = time.perf_counter() - start
+    prior, theta, x = held_out(prior_family, count, max(N_GRID), 0.0, HELD_OUT_SEED)
+    rows = []
+    for n in (1, 5, 10, 20):
+        exact = prior_family.likelihood.exact_posterior(prior, x[:, :n])
+        with torch.no_grad():
+            log_q = torch.cat([npe.log_prob(theta[i : i + 1].float(), x[i, :n].float()) for i in range(count)])
+        rows.append({"n": n, "excess_nll": float((exact.log_prob(theta) - log_q.double().flatten()).mean())})
+    return {"simulations": simulations, "train_seconds": seconds, "by_n": rows}
+
+
+def sampler(network, prior_family, count: int, n: int) -> dict:
+    """emcee per posterior at growing budgets; posterior-mean error in exact sd units, against the DT's."""
+    torch.set_num_threads(1)
+    prior, theta, x = held_out(prior_family, count, n, 0.0, HELD_OUT_SEED + 1)
+    exact = prior_family.likelihood.exact_posterior(prior, x)
+    exact_sd = exact.covariance.diagonal(dim1=-2, dim2=-1).sqrt()
+    # DT: error of its posterior mean, and latency for one prior + data set
+    with torch.no_grad():
+        dt_mean = torch.stack([network.update(prior[i], x[i]).mean for i in range(count)])
+    dt_error = float(((dt_mean.double() - exact.mean) / exact_sd).abs().mean())
+    latencies = []
+    for i in range(min(count, 50)):
+        start = time.perf_counter()
+        network.update(prior[i], x[i])
+        latencies.append(time.perf_counter() - start)
+    dt_latency = float(np.median(latencies))
+    budgets = [100, 200, 400, 800, 1600, 3200]
+    rows = []
+    for steps in budgets:
+        errors, seconds = [], []
+        for i in range(count):
+            gmm, data = prior[i], x[i]
+
+            def log_posterior(points: np.ndarray, gmm=gmm, data=data) -> np.ndarray:
+                values = torch.from_numpy(points)
+                with torch.no_grad():
+                    total = gmm.log_prob(values) + prior_family.likelihood.log_likelihood(values, data.unsqueeze(0))
+                return total.numpy()
+
+            start = time.perf_counter()
+            walkers = sample_gmm(gmm, torch.Generator().manual_seed(i), 32).numpy()
+            chain = emcee.EnsembleSampler(32, prior_family.dim, log_posterior, vectorize=True)
+            chain.run_mcmc(walkers, steps)
+            draws = chain.get_chain(discard=steps // 2, flat=True)
+            seconds.append(time.perf_counter() - start)
+            errors.append(float((np.abs(draws.mean(0) - exact.mean[i].numpy()) / exact_sd[i].numpy()).mean()))
+        rows.append({"steps": steps, "mean_error_sd_units": float(np.mean(errors)), "seconds": float(np.mean(seconds))})
+    matched = next((row for row in rows if row["mean_error_sd_units"] <= dt_error), rows[-1])
+    return {
+        "n": n,
+        "posteriors": count,
+        "dt_mean_error_sd_units": dt_error,
+        "dt_latency_seconds_batch_of_1": dt_latency,
+        "emcee": rows,
+        "matched_budget": matched,
+        "speedup_at_matched_accuracy": matched["seconds"] / dt_latency,
+    }
+
+
+def filtering(network, prior_family, count: int, steps: int) -> dict:
+    """Sequential single-observation updates against the exact filter (static θ: batch posterior so far)."""
+    prior, theta, x = held_out(prior_family, count, steps, 0.0, HELD_OUT_SEED + 2)
+    current_logits = prior.mixture_distribution.logits.float()
+    current_means, current_tril = prior.means.float(), prior.scale_tril.float()
+    rows = []
+    for t in range(1, steps + 1):
+        with torch.no_grad():
+            posterior = network(current_logits, current_means, current_tril, x[:, t - 1 : t].float())
+        component = posterior.component_distribution
+        current_logits = posterior.mixture_distribution.logits
+        current_means, current_tril = component.loc, component.scale_tril
+        exact = prior_family.likelihood.exact_posterior(prior, x[:, :t])
+        excess = float((exact.log_prob(theta) - posterior.log_prob(theta.float()).double()).mean())
+        rows.append({"step": t, "excess_nll": excess})
+    return {"sequences": count, "by_step": rows}
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for dim, section in report["accuracy"].items():
+        for label, style in (("in_distribution", "-"), ("shifted", "--")):
+            rows = section[label]["by_n"]
+            axes[0].plot(
+                [r["n"] for r in rows], [r["excess_nll"] / int(dim) for r in rows], style, label=f"D={dim} {label}"
+            )
+    if "npe" in report:
+        rows = report["npe"]["by_n"]
+        axes[0].plot(
+            [r["n"] for r in rows], [r["excess_nll"] / 2 for r in rows], "o:", label="NPE on a fixed prior, D=2"
+        )
+    axes[0].axhline(0.1, color="k", lw=0.5)
+    axes[0].set(
+        xlabel="observations n", ylabel="excess NLL per dimension (nats)", yscale="symlog", title="held-out priors"
+    )
+    axes[0].legend(fontsize=7)
+    if "sampler" in report:
+        rows = report["sampler"]["emcee"]
+        axes[1].plot([r["seconds"] for r in rows], [r["mean_error_sd_units"] for r in rows], "o-", label="emcee")
+        axes[1].plot(
+            [report["sampler"]["dt_latency_seconds_batch_of_1"]],
+            [report["sampler"]["dt_mean_error_sd_units"]],
+            "r*",
+            ms=12,
+            label="Distribution Transformer",
+        )
+        axes[1].set(
+            xscale="log",
+            xlabel="seconds per posterior",
+            ylabel="posterior-mean error (sd units)",
+            title="cost at matched accuracy",
+        )
+        axes[1].legend()
+    if "filtering" in report:
+        rows = report["filtering"]["by_step"]
+        axes[2].plot([r["step"] for r in rows], [r["excess_nll"] for r in rows])
+        axes[2].set(
+            xlabel="filtering step", ylabel="excess NLL vs exact filter (nats)", title="sequential updates, D=2"
+        )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_json(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint-2d", default="dt-linear-gaussian-2d")
+    parser.add_argument("--checkpoint-5d", default=None)
+    parser.add_argument("--posteriors", type=int, default=500)
+    parser.add_argument("--sections", nargs="+", default=["accuracy", "npe", "sampler", "filtering"])
+    parser.add_argument("--npe-simulations", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, default=RESULTS / "distribution_transformer.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from priorfit.checkpoint import load_checkpoint
+
+    networks = {2: args.checkpoint_2d, 5: args.checkpoint_5d}
+    report: dict = {"checkpoints": {str(d): str(p) for d, p in networks.items() if p}, "torch_threads": 1}
+    report["accuracy"] = {}
+    for dim, path in networks.items():
+        if not path:
+            continue
+        task = load_checkpoint(path)
+        network, prior_family = task.network, task.prior
+        if "accuracy" in args.sections:
+            report["accuracy"][str(dim)] = accuracy(network, prior_family, args.posteriors)
+            print(dim, json.dumps({k: v["mean_excess_nll_per_dim"] for k, v in report["accuracy"][str(dim)].items()}))
+        if dim == 2:
+            if "npe" in args.sections:
+                report["npe"] = npe_baseline(prior_family, 200, args.npe_simulations)
+                print("npe", report["npe"]["by_n"])
+            if "sampler" in args.sections:
+                report["sampler"] = sampler(network, prior_family, 20, 10)
+                print("sampler", report["sampler"]["matched_budget"], report["sampler"]["speedup_at_matched_accuracy"])
+            if "filtering" in args.sections:
+                report["filtering"] = filtering(network, prior_family, 200, 50)
+                print("filtering", [round(r["excess_nll"], 3) for r in report["filtering"]["by_step"][::5]])
+    accuracy_values = [s[label]["mean_excess_nll_per_dim"] for s in report["accuracy"].values() for label in s]
+    report["verdict"] = {
+        "mean_excess_nll_per_dim": {
+            d: {k: v["mean_excess_nll_per_dim"] for k, v in s.items()} for d, s in report["accuracy"].items()
+        },
+        "must_excess_nll_per_dim_le_0.1": bool(accuracy_values) and max(accuracy_values) <= 0.1,
+        "aim_le_0.03": bool(accuracy_values) and max(accuracy_values) <= 0.03,
+        "speedup_vs_emcee": report.get("sampler", {}).get("speedup_at_matched_accuracy"),
+        "must_1000x_faster": report.get("sampler", {}).get("speedup_at_matched_accuracy", 0) >= 1000,
+        "filtering_excess_nll_step_10_25_50": [report["filtering"]["by_step"][i]["excess_nll"] for i in (9, 24, 49)]
+        if "filtering" in report
+        else None,
+    }
+    write_json(report, args.out)
+    plot(report, args.out.with_suffix(".png"))
+    print(json.dumps(report["verdict"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
