@@ -193,7 +193,13 @@ def test_learned_output_components_give_a_mixture_of_that_size():
 
 
 def test_dt_task_learns_and_round_trips_through_a_checkpoint(tmp_path):
-    prior_config = {"_target_": "priorfit.priors.RandomGMMPrior", "dim": 2, "max_components": 2}
+    prior_config = {
+        "_target_": "priorfit.priors.RandomGMMPrior",
+        "dim": 2,
+        "max_components": 2,
+        "scale_low": 0.3,
+        "scale_high": 2.0,
+    }
     network_config = {"d_model": 32, "n_heads": 2, "n_layers": 2, "d_ff": 64}
     task = DTTask(prior=prior_config, network=network_config, lr=3e-3, warmup_steps=10)
     optimizer = torch.optim.Adam(task.parameters(), lr=3e-3)
