@@ -17,6 +17,7 @@ FAST_PFN = [
     "task.warmup_steps=2",
 ]
 FAST_POSTERIOR = ["data.num_simulations=100", "data.batch_size=20"]
+FAST_DT = ["data.batch_size=8", "data.val_batches=2", "data.val_batch_size=8", "task.warmup_steps=2"]
 
 TINY_POSTERIOR = ["network.encoder.width=16", "network.encoder.heads=2", "network.encoder.layers=1"]
 
@@ -24,16 +25,17 @@ TINY_NETWORK = ["network.d_model=32", "network.n_heads=2", "network.n_layers=1",
 
 
 def compose_config(output_dir: Path, overrides: list[str] | None = None) -> DictConfig:
-    """The training config with ``overrides``, shrunk to seconds (posterior experiments: ``sbi_*``)."""
+    """The training config with ``overrides``, shrunk to seconds (posterior experiments: ``sbi_*``, DT: ``dt_*``)."""
     overrides = overrides or []
     posterior = any(o.startswith("experiment=sbi_") for o in overrides)
+    distribution_transformer = any(o.startswith("experiment=dt_") for o in overrides)
     with initialize_config_module(config_module="priorfit.conf", version_base="1.3"):
         return compose(
             config_name="train",
             overrides=[
                 f"paths.output_dir={output_dir}",
                 *FAST,
-                *(FAST_POSTERIOR if posterior else FAST_PFN),
+                *(FAST_POSTERIOR if posterior else FAST_DT if distribution_transformer else FAST_PFN),
                 *overrides,
             ],
         )
