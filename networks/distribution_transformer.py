@@ -255,11 +255,13 @@ class DistributionTransformer(nn.Module):
         """The posterior GMM after observing ``x`` ((n, Dx), or (B, n, Dx) for a batch of priors)."""
         logits, means, tril, x, single = self._check(prior, x)
         was_training = self.training
-        self.eval()
+        if was_training:  # switching modes walks every submodule: a noticeable share of a batch-of-1 update
+            self.eval()
         try:
             posterior = self(logits.float(), means.float(), tril.float(), x.float())
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         component = posterior.component_distribution
         gmm = GMM.from_logits(posterior.mixture_distribution.logits, component.loc, component.scale_tril)
         return gmm[0] if single else gmm
