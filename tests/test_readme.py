@@ -43,3 +43,11 @@ def test_readme_learning_curve_example_runs():
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["bands"].shape == (3, 3) and isinstance(namespace["stop"], bool)
+
+
+def test_readme_distribution_transformer_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(block for block in blocks if "DistributionTransformer" in block)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["posterior"].means.shape == (2, 2) and len(namespace["steps"]) == 3
