@@ -190,7 +190,7 @@ def plot(report: dict, path: Path) -> None:
         )
     axes[0].axhline(0.1, color="k", lw=0.5)
     axes[0].set(
-        xlabel="observations n", ylabel="excess NLL per dimension (nats)", yscale="symlog", title="held-out priors"
+        xlabel="observations n", ylabel="excess NLL per dimension (nats)", title="held-out priors"
     )
     axes[0].legend(fontsize=7)
     if "sampler" in report:
