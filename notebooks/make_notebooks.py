@@ -568,7 +568,7 @@ for ax, (name, (weights, means, shift)) in zip(axes, variants.items()):
     ax.plot(*data.T, "b.")
     draws = reference.sample((4000,))
     kl = float((reference.log_prob(draws) - dt_posterior.log_prob(draws.float()).double()).mean())
-    ax.set_title(f"{name}\nKL(exact || DT) = {kl:.3f}")
+    ax.set_title(f"{name}\\nKL(exact || DT) = {kl:.3f}")
 plt.tight_layout()""",
     ),
     (
