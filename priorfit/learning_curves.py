@@ -120,7 +120,8 @@ class LearningCurveExtrapolator:
 
     def predict_mean(self, t_future) -> np.ndarray:
         """Predictive mean of y(t) at each future epoch: shape (m,) or (B, m)."""
-        return self._output(self.model_.head.mean(self._logits(t_future)))
+        logits = self._logits(t_future)  # first: it raises the "not fitted" error
+        return self._output(self.model_.head.mean(logits))
 
     def predict_log_density(self, t_future, y_future) -> np.ndarray:
         """Log predictive density of the values ``y_future`` at the epochs ``t_future``, per epoch: (m,) or (B, m)."""
