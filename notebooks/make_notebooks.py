@@ -707,6 +707,13 @@ plt.tight_layout()""",
     ),
     (
         "markdown",
+        """The fast-saturating adam run is extrapolated well. The two sgd runs climb almost linearly for all 100
+epochs, which the prior (pow3 / ilog2 / Janoschek with LC-PFN's parameter priors) rarely produces: the PFN
+underestimates them badly and its bands do not cover them. Bands are only as good as the prior's fit to
+your curves; a run that is still climbing steeply when you cut it is the case to distrust.""",
+    ),
+    (
+        "markdown",
         """## 3. Early stopping
 
 Suppose the first configuration has finished and reached its best accuracy. Is the next run worth
