@@ -189,9 +189,7 @@ def plot(report: dict, path: Path) -> None:
             [r["n"] for r in rows], [r["excess_nll"] / 2 for r in rows], "o:", label="NPE on a fixed prior, D=2"
         )
     axes[0].axhline(0.1, color="k", lw=0.5)
-    axes[0].set(
-        xlabel="observations n", ylabel="excess NLL per dimension (nats)", title="held-out priors"
-    )
+    axes[0].set(xlabel="observations n", ylabel="excess NLL per dimension (nats)", title="held-out priors")
     axes[0].legend(fontsize=7)
     if "sampler" in report:
         rows = report["sampler"]["emcee"]
