@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from priorfit.priors.simulators import get_problem
 
 from priorfit import AmortizedPosterior
@@ -192,13 +193,6 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def write_json(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
 
 
 def task_file(out: Path, task_name: str) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from sbi.diagnostics.tarp import _run_tarp, check_tarp, run_tarp
 from tarp import get_tarp_coverage
 
@@ -184,10 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = run([2, 10], 200, 1000, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(args.out)
+    write_json(report, args.out)
     plot(report, args.out.with_suffix(".png"))
     print(json.dumps(report["verdict"], indent=2))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import emcee
 import numpy as np
 import torch
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from priorfit.networks import DistributionTransformer
 from priorfit.priors import RandomGMMPrior
 
@@ -216,13 +217,6 @@ def plot(report: dict, path: Path) -> None:
         )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def write_json(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 import emcee
 import numpy as np
 import torch
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from priorfit.priors import LearningCurvePrior, Normal, Uniform
 from priorfit.priors.learning_curves import FAMILIES, combined_curves, valid_curves
 
@@ -369,13 +370,6 @@ def plot(results: dict, stopping: dict, noisy: np.ndarray, model, path: Path) ->
     axes[2].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def write_json(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from priorfit.priors.simulators import get_problem
 from sbi.inference import NPE, NPSE
 from sbi.utils.metrics import c2st
@@ -304,13 +305,6 @@ def plot_iid(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_report(report: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", choices=("tasks", "iid", "latency"), default="tasks")
@@ -327,7 +321,7 @@ def main() -> None:
             settings = {"budget": 300, "dim": 2, "max_epochs": 3}
         report = {"settings": settings, "torch_threads": torch.get_num_threads(), **run_latency(**settings)}
         report["must_10k_samples_under_10s"] = report["score_gauss_10k_samples_n10_seconds"] < 10
-        write_report(report, out)
+        write_json(report, out)
         print(json.dumps(report, indent=2))
         return
     if args.section == "iid":
@@ -348,7 +342,7 @@ def main() -> None:
         threads = None if args.from_log else torch.get_num_threads()  # a log does not say
         report = {"settings": settings, "torch_threads": threads, **results}
         report["verdict"] = iid_verdict(results)
-        write_report(report, out)
+        write_json(report, out)
         plot_iid(results, out.with_suffix(".png"))
         print(json.dumps(report["verdict"], indent=2))
         return
@@ -363,7 +357,7 @@ def main() -> None:
         "results": results,
         "verdict": verdict(results),
     }
-    write_report(report, out)
+    write_json(report, out)
     plot(results, out.with_suffix(".png"))
     print(json.dumps(report["verdict"], indent=2))
 

@@ -232,10 +232,8 @@ class DistributionTransformer(nn.Module):
         x = torch.as_tensor(x, dtype=means.dtype)
         single = means.dim() == 2
         raw_dim = getattr(self.likelihood, "x_dim", self.x_dim)
-        if single:
-            x = x.reshape(1, -1, raw_dim) if x.numel() and x.shape[-1] == raw_dim else x
-            if x.dim() == 2:
-                x = x.unsqueeze(0)
+        if single:  # one data set: (n, Dx), or a single observation (Dx,)
+            x = x.reshape(1, *x.shape) if x.dim() == 2 else x.reshape(1, 1, -1) if x.dim() == 1 else x
         if x.dim() != 3 or x.shape[-1] != raw_dim:
             raise PriorfitValidationError(
                 f"x must have shape (n, {raw_dim}) for one prior or (B, n, {raw_dim}) for a batch, got {tuple(x.shape)}"

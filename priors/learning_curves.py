@@ -21,7 +21,7 @@ from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
 
-__all__ = ["CurveFamily", "FAMILIES", "LearningCurvePrior", "combined_curves"]
+__all__ = ["CurveFamily", "FAMILIES", "LearningCurvePrior", "combined_curves", "valid_curves"]
 
 CurveFunction = Callable[[Tensor, dict[str, Tensor]], Tensor]
 

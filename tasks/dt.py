@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
-from priorfit.tasks.pfn import plain_config, warmup_cosine
+from priorfit.tasks.pfn import adamw_warmup_cosine, plain_config
 from torch import Tensor
 
 __all__ = ["DTTask"]
@@ -57,7 +57,7 @@ class DTTask(pl.LightningModule):
         options = {key: value for key, value in network.items() if key != "_target_"}
         options.update(
             theta_dim=self.prior.dim,
-            x_dim=getattr(likelihood, "feature_dim", likelihood.x_dim),
+            x_dim=likelihood.feature_dim,
             max_components=self.prior.max_components,
         )
         self.network = DistributionTransformer(**options).bind_likelihood(likelihood)
@@ -98,9 +98,6 @@ class DTTask(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio)
+        return adamw_warmup_cosine(
+            self, lr=hp.lr, weight_decay=hp.weight_decay, warmup_steps=hp.warmup_steps, min_lr_ratio=hp.min_lr_ratio
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
