@@ -124,6 +124,10 @@ def test_bad_inputs_get_named_errors():
         tarp(broken, theta)
     with pytest.raises(PriorfitValidationError, match="NaN"):
         sbc(broken, theta)
+    many = torch.zeros(1000, 200, 10, dtype=torch.float64)  # 16 MB: TARP works through it in several blocks
+    many[-1, 0, 0] = float("inf")
+    with pytest.raises(PriorfitValidationError, match="infinity"):
+        tarp(many, torch.randn(200, 10, dtype=torch.float64))
     with pytest.raises(PriorfitValidationError, match="references"):
         tarp(samples, theta, references=torch.rand(3, 2))
     with pytest.raises(PriorfitValidationError, match="metric"):

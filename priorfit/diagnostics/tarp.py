@@ -22,6 +22,8 @@ from priorfit.errors import PriorfitValidationError
 
 __all__ = ["TarpResult", "tarp", "tarp_coverage_values"]
 
+_CACHE_BYTES = 2 * 1024 * 1024  # block size of the sample differences: about one core's L2 cache
+
 
 @dataclass
 class TarpResult:
@@ -102,20 +104,32 @@ def tarp_coverage_values(
         references = references / scale + low
     else:
         scale = torch.ones_like(theta_true[0])
-    # one subtraction over the samples, then the per-dimension scale and the sum over D as a single mat-vec
-    # (squared distances order the same as distances)
-    if metric == "euclidean":
+    if metric == "euclidean":  # squared distances order the same as distances
         weights = scale.square()
-        sample_distance = (samples - references).square_() @ weights
         truth_distance = (theta_true - references).square() @ weights
     elif metric == "manhattan":
-        sample_distance = (samples - references).abs_() @ scale
-        truth_distance = (theta_true - references).abs() @ scale
+        weights = scale
+        truth_distance = (theta_true - references).abs() @ weights
     else:
         raise PriorfitValidationError(f"metric must be 'euclidean' or 'manhattan', got {metric!r}")
-    if not torch.isfinite(sample_distance.max()):  # NaN / inf samples show up here (max propagates NaN)
+    # One subtraction over the samples, then the per-dimension weights and the sum over D as a single mat-vec;
+    # done in blocks of samples whose differences fit in a core's cache (the (S, B, D) temporary otherwise
+    # goes to memory and back, a fifth of the time at D = 10).
+    num_samples, batch, dim = samples.shape
+    block = max(1, _CACHE_BYTES // (batch * dim * samples.element_size()))
+    buffer = samples.new_empty(min(block, num_samples), batch, dim)
+    closer = torch.zeros(batch, dtype=torch.int64, device=samples.device)
+    largest = samples.new_zeros(())
+    for start in range(0, num_samples, block):
+        part = samples[start : start + block]
+        difference = torch.sub(part, references, out=buffer[: len(part)])
+        difference = difference.square_() if metric == "euclidean" else difference.abs_()
+        sample_distance = difference @ weights
+        largest = torch.maximum(largest, sample_distance.max())  # NaN / inf samples show up here (max keeps NaN)
+        closer += (sample_distance < truth_distance).sum(0)
+    if not torch.isfinite(largest):
         raise PriorfitValidationError("samples contain NaN or infinity")
-    return (sample_distance < truth_distance).sum(0).to(samples.dtype) / samples.shape[0]
+    return closer.to(samples.dtype) / num_samples
 
 
 def expected_coverage(coverage: Tensor, alpha: Tensor, counts: Tensor | None = None) -> Tensor:
@@ -137,7 +151,8 @@ def _ks_uniform(values: Tensor) -> tuple[float, float]:
     ordered, n = values.double().sort().values, len(values)
     ranks = torch.arange(1, n + 1, dtype=torch.float64)
     statistic = float(torch.maximum(ranks / n - ordered, ordered - (ranks - 1) / n).max())
-    return statistic, float(stats.kstwo.sf(statistic, n))
+    # kstwo._sf is sf without its argument checks, which cost more than the p-value itself at n = 200
+    return statistic, float(stats.kstwo._sf(statistic, n))
 
 
 def tarp(
