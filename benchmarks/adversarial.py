@@ -1,7 +1,7 @@
 """Adversarial robustness benchmark: flows trained with and without the Fisher-information regularizer.
 
-For each task (10-D Gaussian linear with one observation and with sets of 10 iid observations, two moons;
-SLCP with ``--slcp``) one set of simulations trains our default ``flow`` posterior (``AmortizedPosterior``)
+For each task (10-D Gaussian linear and two moons, each with one observation and with sets of 10 iid
+observations; SLCP) one set of simulations trains our default ``flow`` posterior (``AmortizedPosterior``)
 plainly and with ``fisher_weight`` β for each β given.
 Then for each L2 budget ε, 50 held-out observations are attacked (``priorfit.robustness.attack``: 30
 projected-gradient steps on a 16-sample KL estimate; the reported KL(q(θ|x) ‖ q(θ|x+δ)) uses 200 fresh
@@ -48,6 +48,8 @@ TASKS = {
     "gaussian_linear": ("gaussian_linear", {"dim": 10}, 1, [0.1, 0.5, 2.0]),
     "gaussian_linear_10_iid": ("gaussian_linear", {"dim": 10}, 10, [0.1, 0.5, 2.0]),
     "two_moons": ("two_moons", {}, 1, [0.05, 0.2, 1.0]),
+    # x_i lies on a half circle of radius 0.1 ± 0.01: larger perturbations of a set leave the model (KL saturates)
+    "two_moons_10_iid": ("two_moons", {}, 10, [0.005, 0.01, 0.02]),
     "slcp": ("slcp", {}, 1, [0.1, 0.5, 2.0]),
 }
 

@@ -1,7 +1,7 @@
 """Set-input networks and their output heads."""
 
 from priorfit.networks.bar_distribution import BarDistribution, RiemannDistribution, borders_from_samples
-from priorfit.networks.distribution_transformer import DistributionTransformer
+from priorfit.networks.distribution_transformer import DistributionTransformer, MessageHead
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import ContextAttentionLayer, PFNTransformer
 
@@ -13,4 +13,5 @@ __all__ = [
     "borders_from_samples",
     "ClassificationHead",
     "DistributionTransformer",
+    "MessageHead",
 ]

@@ -19,7 +19,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 from priorfit.errors import PriorfitValidationError
 from priorfit.gmm import GMM
 
-__all__ = ["DistributionTransformer", "MixtureHead"]
+__all__ = ["DistributionTransformer", "MessageHead", "MixtureHead"]
 
 
 class _Attention(nn.Module):
@@ -113,6 +113,58 @@ class MixtureHead(nn.Module):
         )
 
 
+class MessageHead(nn.Module):
+    """Output tokens -> a Gaussian mixture by a learned Gaussian likelihood message per prior component.
+
+    Each token k gives a message N(θ; y_k, H_k⁻¹) (H_k = B_k B_kᵀ, B_k lower triangular with a softplus
+    diagonal, so H_k may be near singular) that multiplies prior component N(μ_k, L_k L_kᵀ) in closed form:
+    in the component's whitened coordinates z = L_k⁻¹(θ − μ_k) the posterior has precision Q = I + L_kᵀ H_k L_k
+    and mean Q⁻¹ L_kᵀ H_k (y_k − μ_k). Its weight is the prior weight times the Gaussian evidence
+    N(y_k; μ_k, Σ_k + H_k⁻¹) (without the det H_k factor) times a learned correction.
+
+    Why: the network predicts a likelihood, not a posterior, so an error in the message moves the posterior in
+    proportion to the information it adds. A narrow prior (late in a filter) gets a small, equally small-error
+    update, and errors no longer accumulate step after step; for a linear-Gaussian likelihood the exact message
+    does not depend on the prior at all.
+    """
+
+    def __init__(self, d_model: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.proj = nn.Linear(d_model, 1 + dim + _tril_size(dim))
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.register_buffer("tril_index", torch.tril_indices(dim, dim), persistent=False)
+
+    def _factor(self, values: Tensor) -> Tensor:
+        matrix = values.new_zeros(*values.shape[:-1], self.dim, self.dim)
+        matrix[..., self.tril_index[0], self.tril_index[1]] = values
+        diagonal = torch.diagonal(matrix, dim1=-2, dim2=-1)
+        return matrix - torch.diag_embed(diagonal) + torch.diag_embed(F.softplus(diagonal))
+
+    def forward(
+        self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
+    ) -> MixtureSameFamily:
+        out = self.proj(tokens)
+        correction, target, factor = out[..., 0], out[..., 1 : 1 + self.dim], self._factor(out[..., 1 + self.dim :])
+        residual = (target - prior_means).unsqueeze(-1)  # y_k − μ_k
+        weighted = factor @ factor.transpose(-1, -2)  # H_k
+        whitened = prior_tril.transpose(-1, -2) @ weighted @ prior_tril  # L_kᵀ H_k L_k
+        precision = whitened + torch.eye(self.dim, dtype=tokens.dtype, device=tokens.device)  # Q ⪰ I
+        chol = torch.linalg.cholesky(precision)
+        information = prior_tril.transpose(-1, -2) @ weighted @ residual  # g = L_kᵀ H_k (y_k − μ_k)
+        mean_z = torch.cholesky_solve(information, chol)
+        mean = prior_means + (prior_tril @ mean_z).squeeze(-1)
+        tril = prior_tril @ torch.linalg.cholesky(torch.cholesky_inverse(chol))
+        # log N(y; μ, Σ + H⁻¹) + ½ log det H = −½ [rᵀHr − gᵀQ⁻¹g] − ½ log det Q, finite for singular H
+        quadratic = (residual * (weighted @ residual)).sum((-2, -1)) - (information * mean_z).sum((-2, -1))
+        log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        logit = prior_logits + correction - 0.5 * (quadratic + log_det)
+        return MixtureSameFamily(
+            Categorical(logits=logit), MultivariateNormal(mean, scale_tril=tril), validate_args=False
+        )
+
+
 class DistributionTransformer(nn.Module):
     """Gaussian-mixture prior + data set -> Gaussian-mixture posterior, for any prior in the trained family.
 
@@ -122,6 +174,9 @@ class DistributionTransformer(nn.Module):
         max_components: most prior components the network was trained with (more raise an error).
         output_components: None (one posterior component per prior component, refined from it) or a number
             M of posterior components read from M learned output tokens.
+        posterior_head: with one posterior component per prior component, how a token becomes its posterior
+            component: "relative" (a learned refinement of the prior component, ``MixtureHead``) or "message"
+            (a learned Gaussian likelihood message multiplied in closed form, ``MessageHead``).
         d_model, n_heads, n_layers, d_ff: transformer sizes.
 
     A training task binds the likelihood (``bind_likelihood``): ``features(x)`` embeds raw observations and,
@@ -136,6 +191,7 @@ class DistributionTransformer(nn.Module):
         x_dim: int,
         max_components: int = 3,
         output_components: int | None = None,
+        posterior_head: str = "relative",
         d_model: int = 128,
         n_heads: int = 4,
         n_layers: int = 4,
@@ -150,8 +206,14 @@ class DistributionTransformer(nn.Module):
         self.data_embed = nn.Linear(x_dim, d_model)
         self.null_data = nn.Parameter(torch.zeros(1, 1, d_model))  # so a data set of size 0 still has a key
         self.layers = nn.ModuleList(_Layer(d_model, n_heads, d_ff) for _ in range(n_layers))
+        if posterior_head not in ("relative", "message"):
+            raise PriorfitValidationError(f"posterior_head must be 'relative' or 'message', got {posterior_head!r}")
         if output_components is None:
-            self.head = MixtureHead(d_model, theta_dim, relative=True)
+            self.head = (
+                MessageHead(d_model, theta_dim)
+                if posterior_head == "message"
+                else MixtureHead(d_model, theta_dim, relative=True)
+            )
         else:
             self.output_queries = nn.Parameter(torch.randn(1, output_components, d_model) / math.sqrt(d_model))
             self.output_attention = _Attention(d_model, n_heads)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from priorfit.networks import DistributionTransformer
+from priorfit.networks import DistributionTransformer, MessageHead
 from priorfit.priors import LinearGaussian, RandomGMMPrior, RangeBearing
 from priorfit.priors.gmm import importance_posterior
 from priorfit.tasks import DTTask
@@ -124,17 +124,28 @@ def test_range_bearing_likelihood_matches_its_simulator():
 
 
 # -------------------------------------------------------------------------------------------- network
-@pytest.fixture
-def small_network():
+def make_small_network(posterior_head: str = "relative"):
     prior = RandomGMMPrior(dim=2, max_components=3)
     network = DistributionTransformer(
-        theta_dim=2, x_dim=2, max_components=3, d_model=32, n_heads=2, n_layers=2, d_ff=64
+        theta_dim=2,
+        x_dim=2,
+        max_components=3,
+        posterior_head=posterior_head,
+        d_model=32,
+        n_heads=2,
+        n_layers=2,
+        d_ff=64,
     )
     return prior, network.bind_likelihood(prior.likelihood)
 
 
-def test_untrained_network_returns_the_prior(small_network):
-    prior, network = small_network
+@pytest.fixture(params=["relative", "message"])
+def small_network(request):
+    return make_small_network(request.param)
+
+
+def test_untrained_network_returns_the_prior():
+    prior, network = make_small_network("relative")
     batch = prior.sample(16, 5, generator=gen())
     meta = batch.meta
     posterior = network(meta["prior_logits"], meta["prior_means"], meta["prior_scale_tril"], batch.x)
@@ -178,6 +189,34 @@ def test_update_and_filter_and_their_errors(small_network):
         network.update(prior, torch.tensor([[0.0, float("nan")]]))
     with pytest.raises(PriorfitValidationError, match="shape"):
         network.update(prior, torch.randn(5, 3))
+
+
+def test_message_head_given_the_exact_likelihood_message_is_the_exact_posterior():
+    # linear-Gaussian x = θ + N(0, I): the likelihood of n observations is N(θ; x̄, I / n) for every component
+    torch.manual_seed(0)
+    batch, components, dim, n = 4, 3, 2, 5
+    head = MessageHead(8, dim).double()
+    with torch.no_grad():  # token features 0..1 carry x̄; the factor B = √n I (its diagonal through softplus)
+        head.proj.weight.zero_()
+        head.proj.weight[1, 0] = head.proj.weight[2, 1] = 1.0
+        head.proj.bias.zero_()
+        head.proj.bias[3] = head.proj.bias[5] = math.log(math.expm1(math.sqrt(n)))
+    means = 3 * torch.randn(batch, components, dim, dtype=torch.float64)
+    factors = torch.randn(batch, components, dim, dim, dtype=torch.float64)
+    tril = torch.linalg.cholesky(factors @ factors.transpose(-1, -2) + 0.1 * torch.eye(dim, dtype=torch.float64))
+    logits = torch.randn(batch, components, dtype=torch.float64)
+    x = torch.randn(batch, n, dim, dtype=torch.float64)
+    tokens = torch.zeros(batch, components, 8, dtype=torch.float64)
+    tokens[..., :dim] = x.mean(1, keepdim=True)
+    posterior = head(tokens, logits, means, tril)
+    exact = LinearGaussian(dim).exact_posterior(GMM.from_logits(logits, means, tril), x)
+    theta = 3 * torch.randn(batch, dim, dtype=torch.float64)
+    assert torch.allclose(posterior.log_prob(theta), exact.log_prob(theta), atol=1e-10)
+
+
+def test_unknown_posterior_head_is_a_named_error():
+    with pytest.raises(PriorfitValidationError, match="posterior_head"):
+        DistributionTransformer(theta_dim=2, x_dim=2, posterior_head="kalman")
 
 
 def test_learned_output_components_give_a_mixture_of_that_size():
