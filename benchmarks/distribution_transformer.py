@@ -14,6 +14,9 @@ Sections (each writes into one JSON + PNG):
   sequences, DT against the exact filter: excess NLL of the true θ after each step.
 
     python benchmarks/distribution_transformer.py --checkpoint-2d PATH [--checkpoint-5d PATH]
+    python benchmarks/distribution_transformer.py --sections filtering --keep   # rerun one section, keep the rest
+
+With ``--keep`` the sections (and dimensions) not rerun are carried over from the existing ``--out`` file.
 """
 
 from __future__ import annotations
@@ -227,13 +230,16 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["accuracy", "npe", "sampler", "filtering"])
     parser.add_argument("--npe-simulations", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "distribution_transformer.json")
+    parser.add_argument("--keep", action="store_true", help="carry sections not rerun over from --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from priorfit.checkpoint import load_checkpoint
 
     networks = {2: args.checkpoint_2d, 5: args.checkpoint_5d}
-    report: dict = {"checkpoints": {str(d): str(p) for d, p in networks.items() if p}, "torch_threads": 1}
-    report["accuracy"] = {}
+    report: dict = json.loads(args.out.read_text()) if args.keep and args.out.exists() else {"accuracy": {}}
+    report.pop("verdict", None)
+    report["checkpoints"] = {**report.get("checkpoints", {}), **{str(d): str(p) for d, p in networks.items() if p}}
+    report["torch_threads"] = 1
     for dim, path in networks.items():
         if not path:
             continue
