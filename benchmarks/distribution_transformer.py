@@ -269,6 +269,14 @@ def plot(report: dict, path: Path) -> None:
         axes[0].plot(
             [r["n"] for r in rows], [r["excess_nll"] / 2 for r in rows], "o:", label="NPE on a fixed prior, D=2"
         )
+    if "nonlinear" in report:
+        rows = report["nonlinear"]["by_n"]
+        axes[0].plot(
+            [r["n"] for r in rows],
+            [r["excess_nll_where_ess_at_least_1000"] / 2 for r in rows],
+            "s-.",
+            label="range-bearing D=2 (importance-sampled reference)",
+        )
     axes[0].axhline(0.1, color="k", lw=0.5)
     axes[0].set(xlabel="observations n", ylabel="excess NLL per dimension (nats)", title="held-out priors")
     axes[0].legend(fontsize=7)
