@@ -4,8 +4,7 @@
 three. A Gaussian-conjugate model supplies inputs from an exact posterior and from an over-dispersed one.
 Reported per D: the largest difference of the ECP curves (evaluated at each peer's own α grid; on float64
 copies of the inputs, and on the float32 inputs, where a sample whose distance ties the truth's to rounding
-may be counted differently by each) and the median wall time (one thread; the implementations take turns
-within each repeat, so load changes hit all of them alike) of our ``tarp`` (ECP, ATC and KS test;
+may be counted differently by each) and the median wall time (one thread) of our ``tarp`` (ECP, ATC and KS test;
 also with the 100-resample bootstrap band), sbi 0.27's ``run_tarp`` + ``check_tarp`` (ECP, ATC and KS; its
 posterior hands back our samples, so no sampling is timed; also its inner ``_run_tarp`` alone), and
 ``tarp.get_tarp_coverage`` (ECP only).
@@ -43,17 +42,14 @@ def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: fl
     return samples, theta, references_unit
 
 
-def median_times(functions: dict, repeats: int) -> dict:
-    """Median seconds of each function, timed in turn within every repeat (a load change hits all alike)."""
-    for function in functions.values():
-        function()
-    times: dict = {name: [] for name in functions}
+def median_time(function, repeats: int) -> float:
+    function()
+    times = []
     for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def ecp_differences(samples, theta, unit) -> dict:
@@ -100,16 +96,13 @@ def time_implementations(samples, theta, unit, repeats: int) -> dict:
     def tarp_package():
         return get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(), norm=True)
 
-    row = median_times(
-        {
-            "seconds_ours": lambda: tarp(samples, theta, references=unit, num_bootstrap=0),
-            "seconds_ours_with_bootstrap_band": lambda: tarp(samples, theta, references=unit),
-            "seconds_sbi": sbi_tarp,
-            "seconds_sbi_core": sbi_tarp_core,
-            "seconds_tarp_package": tarp_package,
-        },
-        repeats,
-    )
+    row = {
+        "seconds_ours": median_time(lambda: tarp(samples, theta, references=unit, num_bootstrap=0), repeats),
+        "seconds_ours_with_bootstrap_band": median_time(lambda: tarp(samples, theta, references=unit), repeats),
+        "seconds_sbi": median_time(sbi_tarp, repeats),
+        "seconds_sbi_core": median_time(sbi_tarp_core, repeats),
+        "seconds_tarp_package": median_time(tarp_package, repeats),
+    }
     row["speedup_vs_sbi"] = row["seconds_sbi"] / row["seconds_ours"]
     row["speedup_vs_sbi_with_bootstrap_band"] = row["seconds_sbi"] / row["seconds_ours_with_bootstrap_band"]
     row["speedup_vs_tarp_package"] = row["seconds_tarp_package"] / row["seconds_ours"]
@@ -186,7 +179,7 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for all three (1: least noisy)")
     parser.add_argument("--out", type=Path, default=RESULTS / "diagnostics.json")
     args = parser.parse_args()
