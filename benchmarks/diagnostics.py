@@ -4,11 +4,11 @@
 three. A Gaussian-conjugate model supplies inputs from an exact posterior and from an over-dispersed one.
 Reported per D: the largest difference of the ECP curves (evaluated at each peer's own α grid; on float64
 copies of the inputs, and on the float32 inputs, where a sample whose distance ties the truth's to rounding
-may be counted differently by each) and the median wall time (one thread) of our ``tarp`` (ECP, ATC and KS test;
-also with the 100-resample bootstrap band), sbi 0.27's ``run_tarp`` + ``check_tarp`` (ECP, ATC and KS; its
-posterior hands back our samples, so no sampling is timed; also its inner ``_run_tarp`` alone), and
-``tarp.get_tarp_coverage`` (ECP only).
-Must: at least 5× faster than sbi.
+may be counted differently by each) and the median and the fastest wall time over the repeats (one thread)
+of our ``tarp`` (ECP, ATC and KS test; also with the 100-resample bootstrap band), sbi 0.27's ``run_tarp`` +
+``check_tarp`` (ECP, ATC and KS; its posterior hands back our samples, so no sampling is timed; also its inner
+``_run_tarp`` alone), and ``tarp.get_tarp_coverage`` (ECP only).
+Must: at least 5× faster than sbi (judged on the medians).
 
     python benchmarks/diagnostics.py     # writes benchmarks/results/diagnostics.{json,png}
 """
@@ -42,14 +42,14 @@ def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: fl
     return samples, theta, references_unit
 
 
-def median_time(function, repeats: int) -> float:
+def repeat_times(function, repeats: int) -> np.ndarray:
     function()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return np.array(times)
 
 
 def ecp_differences(samples, theta, unit) -> dict:
@@ -96,14 +96,18 @@ def time_implementations(samples, theta, unit, repeats: int) -> dict:
     def tarp_package():
         return get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(), norm=True)
 
-    row = {
-        "seconds_ours": median_time(lambda: tarp(samples, theta, references=unit, num_bootstrap=0), repeats),
-        "seconds_ours_with_bootstrap_band": median_time(lambda: tarp(samples, theta, references=unit), repeats),
-        "seconds_sbi": median_time(sbi_tarp, repeats),
-        "seconds_sbi_core": median_time(sbi_tarp_core, repeats),
-        "seconds_tarp_package": median_time(tarp_package, repeats),
+    times = {
+        "ours": repeat_times(lambda: tarp(samples, theta, references=unit, num_bootstrap=0), repeats),
+        "ours_with_bootstrap_band": repeat_times(lambda: tarp(samples, theta, references=unit), repeats),
+        "sbi": repeat_times(sbi_tarp, repeats),
+        "sbi_core": repeat_times(sbi_tarp_core, repeats),
+        "tarp_package": repeat_times(tarp_package, repeats),
     }
+    row = {f"seconds_{name}": float(np.median(values)) for name, values in times.items()}
+    # the fastest of the repeats: what timeit recommends on a machine whose load comes and goes
+    row.update({f"fastest_seconds_{name}": float(values.min()) for name, values in times.items()})
     row["speedup_vs_sbi"] = row["seconds_sbi"] / row["seconds_ours"]
+    row["speedup_vs_sbi_fastest"] = row["fastest_seconds_sbi"] / row["fastest_seconds_ours"]
     row["speedup_vs_sbi_with_bootstrap_band"] = row["seconds_sbi"] / row["seconds_ours_with_bootstrap_band"]
     row["speedup_vs_tarp_package"] = row["seconds_tarp_package"] / row["seconds_ours"]
     return row
@@ -146,6 +150,7 @@ def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) ->
             "max_ecp_difference_float64": max(float64),
             "must_same_values_1e-6": max(float64) <= 1e-6,
             "min_speedup_vs_sbi": min(r["speedup_vs_sbi"] for r in timed),
+            "min_speedup_vs_sbi_fastest_of_repeats": min(r["speedup_vs_sbi_fastest"] for r in timed),
             "min_speedup_vs_sbi_with_bootstrap_band": min(r["speedup_vs_sbi_with_bootstrap_band"] for r in timed),
             "must_5x_faster_than_sbi": all(r["speedup_vs_sbi"] >= 5 for r in timed),
         },
