@@ -74,6 +74,15 @@ def _tril_size(dim: int) -> int:
     return dim * (dim + 1) // 2
 
 
+def _mixture(logits: Tensor, means: Tensor, tril: Tensor) -> MixtureSameFamily:
+    """A Gaussian mixture from network outputs (valid by construction, so not re-validated)."""
+    return MixtureSameFamily(
+        Categorical(logits=logits, validate_args=False),
+        MultivariateNormal(means, scale_tril=tril, validate_args=False),
+        validate_args=False,
+    )
+
+
 class MixtureHead(nn.Module):
     """Output tokens -> a Gaussian mixture (a ``torch.distributions`` object).
 
@@ -99,18 +108,20 @@ class MixtureHead(nn.Module):
         # exp keeps the diagonal positive; the floor keeps the covariance well conditioned
         return matrix - torch.diag_embed(diagonal) + torch.diag_embed(diagonal.clamp(-7, 7).exp() + 1e-4)
 
-    def forward(
+    def mixture_parameters(
         self, tokens: Tensor, prior_logits: Tensor | None = None, prior_means=None, prior_tril=None
-    ) -> MixtureSameFamily:
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits, means, Cholesky factors) of the posterior mixture."""
         out = self.proj(tokens)
         logit, mean, tril = out[..., 0], out[..., 1 : 1 + self.dim], self._lower(out[..., 1 + self.dim :])
         if self.relative:
             logit = prior_logits + logit
             mean = prior_means + (prior_tril @ mean.unsqueeze(-1)).squeeze(-1)
             tril = prior_tril @ tril
-        return MixtureSameFamily(
-            Categorical(logits=logit), MultivariateNormal(mean, scale_tril=tril), validate_args=False
-        )
+        return logit, mean, tril
+
+    def forward(self, tokens: Tensor, prior_logits=None, prior_means=None, prior_tril=None) -> MixtureSameFamily:
+        return _mixture(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
 
 
 class MessageHead(nn.Module):
@@ -145,6 +156,12 @@ class MessageHead(nn.Module):
     def forward(
         self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
     ) -> MixtureSameFamily:
+        return _mixture(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
+
+    def mixture_parameters(
+        self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits, means, Cholesky factors) of the posterior mixture."""
         out = self.proj(tokens)
         correction, target, factor = out[..., 0], out[..., 1 : 1 + self.dim], self._factor(out[..., 1 + self.dim :])
         residual = (target - prior_means).unsqueeze(-1)  # y_k − μ_k
@@ -160,9 +177,7 @@ class MessageHead(nn.Module):
         quadratic = (residual * (weighted @ residual)).sum((-2, -1)) - (information * mean_z).sum((-2, -1))
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         logit = prior_logits + correction - 0.5 * (quadratic + log_det)
-        return MixtureSameFamily(
-            Categorical(logits=logit), MultivariateNormal(mean, scale_tril=tril), validate_args=False
-        )
+        return logit, mean, tril
 
 
 class DistributionTransformer(nn.Module):
@@ -248,6 +263,12 @@ class DistributionTransformer(nn.Module):
 
     def forward(self, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor, x: Tensor) -> MixtureSameFamily:
         """Posterior mixture with batch shape (B,): prior (B, K) / (B, K, D) / (B, K, D, D), x (B, n, Dx_raw)."""
+        return _mixture(*self.posterior_parameters(prior_logits, prior_means, prior_tril, x))
+
+    def posterior_parameters(
+        self, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor, x: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``forward``'s posterior as (logits, means, Cholesky factors), without building a distribution."""
         mask = torch.isfinite(prior_logits)
         shift = None
         if self.likelihood is not None and hasattr(self.likelihood, "center"):
@@ -261,20 +282,17 @@ class DistributionTransformer(nn.Module):
         for layer in self.layers:
             components, data = layer(components, data, mask)
         if self.output_components is None:
-            posterior = self.head(components, prior_logits, prior_means, prior_tril)
+            logits, means, tril = self.head.mixture_parameters(components, prior_logits, prior_means, prior_tril)
         else:
             memory = torch.cat([components, data], dim=1)
             memory_mask = torch.cat([mask, mask.new_ones(data.shape[:2])], dim=1)
             queries = self.output_queries.expand(x.shape[0], -1, -1)
-            posterior = self.head(self.output_ff(self.output_attention(queries, memory, memory_mask)))
-        if shift is None:
-            return posterior
-        component = posterior.component_distribution
-        return MixtureSameFamily(
-            posterior.mixture_distribution,
-            MultivariateNormal(component.loc + shift.unsqueeze(-2), scale_tril=component.scale_tril),
-            validate_args=False,
-        )
+            logits, means, tril = self.head.mixture_parameters(
+                self.output_ff(self.output_attention(queries, memory, memory_mask))
+            )
+        if shift is not None:
+            means = means + shift.unsqueeze(-2)
+        return logits, means, tril
 
     # ------------------------------------------------------------------------------------ user API
     def _check(self, prior, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
@@ -318,13 +336,13 @@ class DistributionTransformer(nn.Module):
         if was_training:  # switching modes walks every submodule: a noticeable share of a batch-of-1 update
             self.eval()
         try:
-            posterior = self(logits.float(), means.float(), tril.float(), x.float())
+            parameters = self.posterior_parameters(logits.float(), means.float(), tril.float(), x.float())
         finally:
             if was_training:
                 self.train()
-        component = posterior.component_distribution
-        gmm = GMM.from_logits(posterior.mixture_distribution.logits, component.loc, component.scale_tril)
-        return gmm[0] if single else gmm
+        if single:
+            parameters = tuple(value[0] for value in parameters)
+        return GMM.from_logits(*parameters)
 
     def filter(self, prior, stream: Iterable) -> list:
         """Sequential updates: each batch of observations turns the current posterior into the next prior."""

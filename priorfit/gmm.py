@@ -67,7 +67,10 @@ class GMM(MixtureSameFamily):
         """A GMM from unnormalised log-weights (−inf marks an unused component) and Cholesky factors; no checks."""
         gmm = cls.__new__(cls)
         MixtureSameFamily.__init__(
-            gmm, Categorical(logits=logits), MultivariateNormal(means, scale_tril=scale_tril), validate_args=False
+            gmm,
+            Categorical(logits=logits, validate_args=False),
+            MultivariateNormal(means, scale_tril=scale_tril, validate_args=False),
+            validate_args=False,
         )
         return gmm
 
