@@ -121,14 +121,14 @@ def nonlinear(network, prior_family, count: int, num_draws: int = 100_000) -> di
     for n in (1, 2, 5, 10, 20):
         prior, theta, x = held_out(prior_family, count, n, 0.0, HELD_OUT_SEED + 3)
         with torch.no_grad():
-            posterior = network(
-                prior.mixture_distribution.logits.float(), prior.means.float(), prior.scale_tril.float(), x.float()
+            guide = GMM.from_logits(
+                *network.posterior_parameters(
+                    prior.mixture_distribution.logits.float(), prior.means.float(), prior.scale_tril.float(), x.float()
+                )
             )
-        component = posterior.component_distribution
-        guide = GMM.from_logits(posterior.mixture_distribution.logits, component.loc, component.scale_tril)
         likelihood = prior_family.likelihood
         reference, ess = reference_log_posterior(prior, likelihood, x, theta, guide, num_draws, seed=n)
-        excess = reference - posterior.log_prob(theta.float()).double()
+        excess = reference - guide.log_prob(theta.float()).double()
         trusted = ess >= 1000
         rows.append(
             {

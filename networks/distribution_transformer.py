@@ -74,6 +74,14 @@ def _tril_size(dim: int) -> int:
     return dim * (dim + 1) // 2
 
 
+def _lower_triangular(values: Tensor, tril_index: Tensor, dim: int, diagonal_map) -> Tensor:
+    """(…, D(D+1)/2) entries -> (…, D, D) lower-triangular matrices, ``diagonal_map`` applied to the diagonal."""
+    matrix = values.new_zeros(*values.shape[:-1], dim, dim)
+    matrix[..., tril_index[0], tril_index[1]] = values
+    diagonal = torch.diagonal(matrix, dim1=-2, dim2=-1)
+    return matrix - torch.diag_embed(diagonal) + torch.diag_embed(diagonal_map(diagonal))
+
+
 def _mixture(logits: Tensor, means: Tensor, tril: Tensor) -> MixtureSameFamily:
     """A Gaussian mixture from network outputs (valid by construction, so not re-validated)."""
     return MixtureSameFamily(
@@ -102,11 +110,8 @@ class MixtureHead(nn.Module):
         self.register_buffer("tril_index", torch.tril_indices(dim, dim), persistent=False)
 
     def _lower(self, values: Tensor) -> Tensor:
-        matrix = values.new_zeros(*values.shape[:-1], self.dim, self.dim)
-        matrix[..., self.tril_index[0], self.tril_index[1]] = values
-        diagonal = torch.diagonal(matrix, dim1=-2, dim2=-1)
         # exp keeps the diagonal positive; the floor keeps the covariance well conditioned
-        return matrix - torch.diag_embed(diagonal) + torch.diag_embed(diagonal.clamp(-7, 7).exp() + 1e-4)
+        return _lower_triangular(values, self.tril_index, self.dim, lambda d: d.clamp(-7, 7).exp() + 1e-4)
 
     def mixture_parameters(
         self, tokens: Tensor, prior_logits: Tensor | None = None, prior_means=None, prior_tril=None
@@ -147,29 +152,19 @@ class MessageHead(nn.Module):
         nn.init.zeros_(self.proj.bias)
         self.register_buffer("tril_index", torch.tril_indices(dim, dim), persistent=False)
 
-    def _factor(self, values: Tensor) -> Tensor:
-        matrix = values.new_zeros(*values.shape[:-1], self.dim, self.dim)
-        matrix[..., self.tril_index[0], self.tril_index[1]] = values
-        diagonal = torch.diagonal(matrix, dim1=-2, dim2=-1)
-        return matrix - torch.diag_embed(diagonal) + torch.diag_embed(F.softplus(diagonal))
-
-    def forward(
-        self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
-    ) -> MixtureSameFamily:
-        return _mixture(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
-
     def mixture_parameters(
         self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """(logits, means, Cholesky factors) of the posterior mixture."""
         out = self.proj(tokens)
-        correction, target, factor = out[..., 0], out[..., 1 : 1 + self.dim], self._factor(out[..., 1 + self.dim :])
+        correction, target = out[..., 0], out[..., 1 : 1 + self.dim]
+        factor = _lower_triangular(out[..., 1 + self.dim :], self.tril_index, self.dim, F.softplus)
         residual = (target - prior_means).unsqueeze(-1)  # y_k − μ_k
         weighted = factor @ factor.transpose(-1, -2)  # H_k
-        whitened = prior_tril.transpose(-1, -2) @ weighted @ prior_tril  # L_kᵀ H_k L_k
-        precision = whitened + torch.eye(self.dim, dtype=tokens.dtype, device=tokens.device)  # Q ⪰ I
+        projected = prior_tril.transpose(-1, -2) @ weighted  # L_kᵀ H_k
+        precision = projected @ prior_tril + torch.eye(self.dim, dtype=tokens.dtype, device=tokens.device)  # Q ⪰ I
         chol = torch.linalg.cholesky(precision)
-        information = prior_tril.transpose(-1, -2) @ weighted @ residual  # g = L_kᵀ H_k (y_k − μ_k)
+        information = projected @ residual  # g = L_kᵀ H_k (y_k − μ_k)
         mean_z = torch.cholesky_solve(information, chol)
         mean = prior_means + (prior_tril @ mean_z).squeeze(-1)
         tril = prior_tril @ torch.linalg.cholesky(torch.cholesky_inverse(chol))
@@ -178,6 +173,11 @@ class MessageHead(nn.Module):
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         logit = prior_logits + correction - 0.5 * (quadratic + log_det)
         return logit, mean, tril
+
+    def forward(
+        self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
+    ) -> MixtureSameFamily:
+        return _mixture(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
 
 
 class DistributionTransformer(nn.Module):
