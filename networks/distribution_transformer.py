@@ -312,6 +312,7 @@ class DistributionTransformer(nn.Module):
         x = torch.as_tensor(x, dtype=means.dtype)
         single = means.dim() == 2
         raw_dim = getattr(self.likelihood, "x_dim", self.x_dim)
+        x_was_batched = x.dim() == 3
         if single:  # one data set: (n, Dx), or a single observation (Dx,)
             x = x.reshape(1, *x.shape) if x.dim() == 2 else x.reshape(1, 1, -1) if x.dim() == 1 else x
         if x.dim() != 3 or x.shape[-1] != raw_dim:
@@ -322,15 +323,19 @@ class DistributionTransformer(nn.Module):
             raise PriorfitValidationError("x contains NaN or infinite values")
         logits = prior.mixture_distribution.logits
         tril = prior.component_distribution.scale_tril
-        if single:
-            logits, means, tril = logits.unsqueeze(0), means.unsqueeze(0), tril.unsqueeze(0)
+        if single:  # one prior for every data set in x (e.g. one GP hyperprior, many query points)
+            logits, means, tril = (
+                value.unsqueeze(0).expand(x.shape[0], *value.shape) for value in (logits, means, tril)
+            )
+            single = not x_was_batched
         if x.shape[0] != means.shape[0]:
             raise PriorfitValidationError(f"{means.shape[0]} priors but {x.shape[0]} data sets")
         return logits, means, tril, x, single
 
     @torch.no_grad()
     def update(self, prior, x):
-        """The posterior GMM after observing ``x`` ((n, Dx), or (B, n, Dx) for a batch of priors)."""
+        """The posterior GMM after observing ``x``: (n, Dx) for one prior, (B, n, Dx) for a batch of B priors or
+        for one prior and B data sets (a posterior per data set)."""
         logits, means, tril, x, single = self._check(prior, x)
         was_training = self.training
         if was_training:  # switching modes walks every submodule: a noticeable share of a batch-of-1 update

@@ -4,6 +4,7 @@ from priorfit.priors.base import Batch, ExactPredictivePrior, Prior
 from priorfit.priors.bnn import BNNPrior
 from priorfit.priors.gmm import LinearGaussian, RandomGMMPrior, RangeBearing
 from priorfit.priors.gp import GPPrior, kernel_matrix
+from priorfit.priors.gp_predictive import GPPredictive
 from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Normal, Uniform
 from priorfit.priors.learning_curves import LearningCurvePrior
 from priorfit.priors.mixture import PriorMixture
@@ -31,4 +32,5 @@ __all__ = [
     "RandomGMMPrior",
     "LinearGaussian",
     "RangeBearing",
+    "GPPredictive",
 ]

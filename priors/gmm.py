@@ -13,6 +13,7 @@ import math
 
 import torch
 from priorfit.priors.base import Batch
+from priorfit.priors.gp_predictive import GPPredictive
 from priorfit.priors.hyperpriors import LogUniform
 from torch import Tensor
 from torch.distributions import MultivariateNormal
@@ -139,7 +140,7 @@ def _wrap(angle: Tensor) -> Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
-_LIKELIHOODS = {"linear_gaussian": LinearGaussian, "range_bearing": RangeBearing}
+_LIKELIHOODS = {"linear_gaussian": LinearGaussian, "range_bearing": RangeBearing, "gp_predictive": GPPredictive}
 
 
 # ------------------------------------------------------------------------------------------ the prior family
@@ -208,8 +209,11 @@ class RandomGMMPrior:
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
         prior = self.sample_priors(batch_size, generator=generator)
-        theta = sample_gmm(prior, generator)
-        x = self.likelihood.simulate(theta, num_points, generator=generator)
+        if hasattr(self.likelihood, "sample_joint"):  # data that depend on the component θ came from (GP task)
+            theta, x = self.likelihood.sample_joint(prior, num_points, generator=generator)
+        else:
+            theta = sample_gmm(prior, generator)
+            x = self.likelihood.simulate(theta, num_points, generator=generator)
         meta = {
             "prior_logits": prior.mixture_distribution.logits,
             "prior_means": prior.means,

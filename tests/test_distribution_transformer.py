@@ -7,6 +7,7 @@ import torch
 from priorfit.networks import DistributionTransformer, MessageHead
 from priorfit.priors import LinearGaussian, RandomGMMPrior, RangeBearing
 from priorfit.priors.gmm import importance_posterior
+from priorfit.priors.gp_predictive import GPPredictive
 from priorfit.tasks import DTTask
 
 from priorfit import GMM
@@ -121,6 +122,73 @@ def test_range_bearing_likelihood_matches_its_simulator():
     density = likelihood.log_likelihood(theta.expand(1, 1, 2).reshape(1, 1, 2), points.reshape(-1, 1, 2)).exp()
     cell = (grid_r[1] - grid_r[0]) * (grid_b[1] - grid_b[0])
     assert float(density.sum() * cell) == pytest.approx(1.0, abs=0.01)
+
+
+def _gp_batch(count: int, n: int, seed: int):
+    family = RandomGMMPrior(dim=1, likelihood="gp_predictive", likelihood_options={"noise_std": 0.1})
+    batch = family.sample(count, n, generator=gen(seed))
+    meta = batch.meta
+    prior = GMM.from_logits(
+        meta["prior_logits"].double(), meta["prior_means"].double(), meta["prior_scale_tril"].double()
+    )
+    return family, prior, batch
+
+
+def test_gp_predictive_exact_posterior_matches_scikit_learn_for_one_gp():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    likelihood = GPPredictive(lengthscale_low=0.3, lengthscale_high=0.3, num_lengthscales=1, noise_std=0.2)
+    x_train, y_train, x_query = torch.rand(7, generator=gen(4)), torch.randn(7, generator=gen(5)), 0.42
+    prior = GMM(torch.ones(1, dtype=torch.float64), torch.tensor([[0.5]]).double(), torch.tensor([[[1.5**2]]]).double())
+    x = likelihood.observations(x_train, y_train, [x_query])
+    single = GMM.from_logits(prior.mixture_distribution.logits[None], prior.means[None], prior.scale_tril[None])
+    posterior = likelihood.exact_posterior(single, x)
+    kernel = ConstantKernel(1.5**2, "fixed") * RBF(0.3, "fixed")
+    gp = GaussianProcessRegressor(kernel, alpha=0.2**2, optimizer=None).fit(x_train[:, None].numpy(), y_train - 0.5)
+    mean, sd = gp.predict([[x_query]], return_std=True)
+    assert float(posterior.means[0, 0, 0]) == pytest.approx(float(mean[0]) + 0.5, abs=1e-6)
+    assert float(posterior.scale_tril[0, 0, 0, 0]) == pytest.approx(float(sd[0]), abs=1e-5)
+
+
+def test_gp_predictive_exact_posterior_is_calibrated_on_its_own_simulations():
+    from scipy import stats
+
+    family, prior, batch = _gp_batch(3000, 8, seed=6)
+    for n in (1, 8):  # probability integral transform of θ = f(x*) under the exact predictive is uniform
+        exact = family.likelihood.exact_posterior(prior, batch.x[:, :n].double())
+        z = (batch.theta.double() - exact.means[..., 0]) / exact.scale_tril[..., 0, 0]
+        pit = (exact.weights * torch.special.ndtr(z)).sum(-1)
+        assert stats.kstest(pit.numpy(), "uniform").pvalue > 1e-3
+        prior_nll = -prior.log_prob(batch.theta.double()).mean()
+        assert -exact.log_prob(batch.theta.double()).mean() < prior_nll - 0.3  # the data are informative
+    # shifting every GP mean and the observations by c shifts the predictive by c (what ``center`` relies on)
+    shifted = GMM.from_logits(prior.mixture_distribution.logits, prior.means + 4.0, prior.scale_tril)
+    moved_x = family.likelihood.center(batch.x.double(), torch.full((3000, 1), -4.0, dtype=torch.float64))
+    moved = family.likelihood.exact_posterior(shifted, moved_x)
+    assert torch.allclose(moved.mean, exact.mean + 4.0, atol=1e-8)
+
+
+def test_gp_predictive_observations_and_one_prior_for_many_query_points():
+    likelihood = GPPredictive()
+    x = likelihood.observations([0.1, 0.5, 0.9], [1.0, 2.0, 3.0], [0.0, 0.5])
+    assert x.shape == (2, 3, 2) and torch.allclose(x[1, :, 0], torch.tensor([-0.4, 0.0, 0.4]).double())
+    assert torch.equal(x[0, :, 1], x[1, :, 1])
+    with pytest.raises(PriorfitValidationError, match="one value per point"):
+        likelihood.observations([0.1, 0.5], [1.0], [0.0])
+    with pytest.raises(PriorfitValidationError, match="x_query contains NaN"):
+        likelihood.observations([0.1], [1.0], [float("nan")])
+    network = DistributionTransformer(
+        theta_dim=1, x_dim=2, posterior_head="message", d_model=16, n_heads=2, n_layers=1, d_ff=32
+    )
+    network.bind_likelihood(likelihood)
+    prior = GMM(torch.tensor([0.4, 0.6]), torch.tensor([[0.0], [1.0]]), torch.tensor([[[1.0]], [[0.25]]]))
+    predictive = network.update(prior, x)  # one prior, one posterior per query point
+    assert predictive.means.shape == (2, 2, 1)
+    one = network.update(prior, x[1])
+    assert one.means.shape == (2, 1) and torch.allclose(one.means, predictive.means[1], atol=1e-6)
+    with pytest.raises(InvalidHyperparameterError, match="dim=1"):
+        RandomGMMPrior(dim=2, likelihood="gp_predictive")
 
 
 # -------------------------------------------------------------------------------------------- network
