@@ -208,6 +208,20 @@ def pfn_scores(model, noisy: np.ndarray, cutoff: int) -> tuple[np.ndarray, dict]
     return log_density.double().mean(-1).numpy(), timing
 
 
+def band_coverage(model, noisy: np.ndarray, cutoff: int, level: float = 0.9) -> float:
+    """Fraction of future values of all held-out curves inside the PFN's central ``level`` predictive band."""
+    count, num_epochs = noisy.shape
+    x = torch.arange(1, num_epochs + 1, dtype=torch.float32) / num_epochs
+    y = torch.as_tensor(noisy, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(
+            x[:cutoff].expand(count, cutoff).unsqueeze(-1), y[:, :cutoff], x[cutoff:].expand(count, -1).unsqueeze(-1)
+        )
+        low, high = (model.head.quantile(logits, q) for q in ((1 - level) / 2, (1 + level) / 2))
+    future = y[:, cutoff:]
+    return float(((future >= low) & (future <= high)).double().mean())
+
+
 def compare(model, noisy: np.ndarray, cutoffs: list[int], mcmc: dict, mcmc_count: int) -> dict:
     """PFN on every curve, MCMC on the cached subset; paired differences on that subset."""
     results = {}
@@ -218,6 +232,7 @@ def compare(model, noisy: np.ndarray, cutoffs: list[int], mcmc: dict, mcmc_count
         entry = {
             "pfn_all_curves": {"log_likelihood": float(scores.mean()), "sem": float(scores.std() / len(scores) ** 0.5)},
             "pfn_timing": timing,
+            "pfn_band_90_coverage_all_curves": band_coverage(model, noisy, cutoff),
             "mcmc_curves": len(done),
             "pfn": float(scores[done].mean()) if done else None,
             "mcmc": {},
