@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
+from torch.distributions import MixtureSameFamily
 
 from priorfit.errors import PriorfitValidationError
 from priorfit.gmm import GMM
@@ -82,15 +82,6 @@ def _lower_triangular(values: Tensor, tril_index: Tensor, dim: int, diagonal_map
     return matrix - torch.diag_embed(diagonal) + torch.diag_embed(diagonal_map(diagonal))
 
 
-def _mixture(logits: Tensor, means: Tensor, tril: Tensor) -> MixtureSameFamily:
-    """A Gaussian mixture from network outputs (valid by construction, so not re-validated)."""
-    return MixtureSameFamily(
-        Categorical(logits=logits, validate_args=False),
-        MultivariateNormal(means, scale_tril=tril, validate_args=False),
-        validate_args=False,
-    )
-
-
 class MixtureHead(nn.Module):
     """Output tokens -> a Gaussian mixture (a ``torch.distributions`` object).
 
@@ -126,7 +117,7 @@ class MixtureHead(nn.Module):
         return logit, mean, tril
 
     def forward(self, tokens: Tensor, prior_logits=None, prior_means=None, prior_tril=None) -> MixtureSameFamily:
-        return _mixture(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
+        return GMM.from_logits(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
 
 
 class MessageHead(nn.Module):
@@ -177,7 +168,7 @@ class MessageHead(nn.Module):
     def forward(
         self, tokens: Tensor, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor
     ) -> MixtureSameFamily:
-        return _mixture(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
+        return GMM.from_logits(*self.mixture_parameters(tokens, prior_logits, prior_means, prior_tril))
 
 
 class DistributionTransformer(nn.Module):
@@ -263,7 +254,7 @@ class DistributionTransformer(nn.Module):
 
     def forward(self, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor, x: Tensor) -> MixtureSameFamily:
         """Posterior mixture with batch shape (B,): prior (B, K) / (B, K, D) / (B, K, D, D), x (B, n, Dx_raw)."""
-        return _mixture(*self.posterior_parameters(prior_logits, prior_means, prior_tril, x))
+        return GMM.from_logits(*self.posterior_parameters(prior_logits, prior_means, prior_tril, x))
 
     def posterior_parameters(
         self, prior_logits: Tensor, prior_means: Tensor, prior_tril: Tensor, x: Tensor
@@ -310,11 +301,10 @@ class DistributionTransformer(nn.Module):
                 f"{self.max_components}; merge or prune components first"
             )
         x = torch.as_tensor(x, dtype=means.dtype)
-        single = means.dim() == 2
+        one_prior, one_data_set = means.dim() == 2, x.dim() < 3
         raw_dim = getattr(self.likelihood, "x_dim", self.x_dim)
-        x_was_batched = x.dim() == 3
-        if single:  # one data set: (n, Dx), or a single observation (Dx,)
-            x = x.reshape(1, *x.shape) if x.dim() == 2 else x.reshape(1, 1, -1) if x.dim() == 1 else x
+        if one_prior and one_data_set:  # (n, Dx), or a single observation (Dx,)
+            x = x.reshape(1, *x.shape) if x.dim() == 2 else x.reshape(1, 1, -1)
         if x.dim() != 3 or x.shape[-1] != raw_dim:
             raise PriorfitValidationError(
                 f"x must have shape (n, {raw_dim}) for one prior or (B, n, {raw_dim}) for a batch, got {tuple(x.shape)}"
@@ -323,14 +313,13 @@ class DistributionTransformer(nn.Module):
             raise PriorfitValidationError("x contains NaN or infinite values")
         logits = prior.mixture_distribution.logits
         tril = prior.component_distribution.scale_tril
-        if single:  # one prior for every data set in x (e.g. one GP hyperprior, many query points)
+        if one_prior:  # one prior for every data set in x (e.g. one GP hyperprior, many query points)
             logits, means, tril = (
                 value.unsqueeze(0).expand(x.shape[0], *value.shape) for value in (logits, means, tril)
             )
-            single = not x_was_batched
         if x.shape[0] != means.shape[0]:
             raise PriorfitValidationError(f"{means.shape[0]} priors but {x.shape[0]} data sets")
-        return logits, means, tril, x, single
+        return logits, means, tril, x, one_prior and one_data_set
 
     @torch.no_grad()
     def update(self, prior, x):

@@ -106,11 +106,13 @@ class GPPredictive:
         mean = prior.means[..., 0].reshape(batch, k_max, 1)  # (B, K, 1)
         variance = prior.scale_tril[..., 0, 0].square().reshape(batch, k_max, 1, 1, 1)
         offsets, y = x[..., 0].to(dtype), x[..., 1].to(dtype)
-        lengthscale = self.lengthscales.to(dtype).view(grid, 1, 1)
-        unit = torch.exp(
-            -0.5 * ((offsets.unsqueeze(-1) - offsets.unsqueeze(-2)).unsqueeze(1) / lengthscale.unsqueeze(0)).square()
-        )
-        cross = torch.exp(-0.5 * (offsets.unsqueeze(1) / lengthscale.view(1, grid, 1)).square())  # (B, L, n)
+        # unit-outputscale kernels for every (data set, lengthscale) pair; x* sits at offset 0
+        points = offsets.unsqueeze(1).expand(batch, grid, n).reshape(batch * grid, n, 1)
+        lengthscale = self.lengthscales.to(dtype).repeat(batch)
+        ones = torch.ones_like(lengthscale)
+        unit = kernel_matrix(points, points, "rbf", lengthscale, ones).view(batch, grid, n, n)
+        query = points.new_zeros(batch * grid, 1, 1)
+        cross = kernel_matrix(points, query, "rbf", lengthscale, ones).view(batch, grid, n)
         eye = torch.eye(n, dtype=dtype)
         covariance = variance * unit.unsqueeze(1) + self.noise_std**2 * eye  # (B, K, L, n, n)
         chol = torch.linalg.cholesky(covariance)
