@@ -11,7 +11,7 @@ import torch
 
 from priorfit.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "load_pfn", "export_checkpoint", "PFNModel", "FORMAT_VERSION"]
+__all__ = ["load_checkpoint", "load_pfn", "load_weights", "export_checkpoint", "PFNModel", "FORMAT_VERSION"]
 
 FORMAT_VERSION = "1"
 _TASKS = {"PFNTask": "priorfit.tasks.pfn", "PosteriorTask": "priorfit.tasks.posterior", "DTTask": "priorfit.tasks.dt"}
@@ -62,6 +62,27 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torc
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
     return task.to(map_location).eval()
+
+
+def load_weights(task: torch.nn.Module, name_or_path: str | os.PathLike) -> Path:
+    """Copy a checkpoint's weights into an already built ``task`` of the same architecture (fine-tuning start).
+
+    Only the weights move: the task keeps its own prior, optimizer settings and schedule. Returns the resolved path.
+    """
+    from priorfit.hub import resolve_checkpoint
+
+    path = resolve_checkpoint(name_or_path)
+    task_name, _, state = _read(path)
+    if task_name != type(task).__name__:
+        raise CheckpointError(f"{path} holds a {task_name}; cannot start a {type(task).__name__} from it")
+    try:
+        task.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: its weights do not fit this configuration (network sizes and num_buckets must match the "
+            f"checkpoint's): {error}"
+        ) from None
+    return path
 
 
 class PFNModel(torch.nn.Module):

@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from priorfit.checkpoint import export_checkpoint
+from priorfit.checkpoint import export_checkpoint, load_weights
 
 __all__ = ["train", "main"]
 
@@ -41,6 +41,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     task, datamodule = build(cfg)
+    if cfg.get("init_from"):
+        if cfg.get("ckpt_path"):
+            raise ValueError("set either init_from (weights only, fresh schedule) or ckpt_path (resume), not both")
+        load_weights(task, cfg.init_from)
 
     logger = instantiate(cfg.logger) if _enabled(cfg.get("logger")) else False
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if _enabled(c)]

@@ -125,3 +125,27 @@ def test_classification_objective_trains_on_a_user_prior():
     val = data.validation_set()[1]
     probs = task.predictive(val.x[:2, :10], val.y[:2, :10], val.x[:2, 10:]).probs
     assert probs.shape == (2, 20, 3) and torch.allclose(probs.sum(-1), torch.ones(2, 20))
+
+
+def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
+    import pytest
+
+    from priorfit.checkpoint import load_checkpoint
+    from priorfit.errors import CheckpointError
+
+    common = ["trainer.val_check_interval=1000", "callbacks=none", *TINY_NETWORK]
+    _, first = train(compose_config(tmp_path / "first", ["trainer.max_steps=4", *common]))
+    # no steps: the fine-tuning run's export is the source checkpoint's weights
+    _, copy = train(
+        compose_config(tmp_path / "copy", ["trainer.max_steps=0", f"init_from={first['model_file']}", *common])
+    )
+    source, copied = load_checkpoint(first["model_file"]).state_dict(), load_checkpoint(copy["model_file"]).state_dict()
+    assert all(torch.equal(source[name], copied[name]) for name in source)
+    assert copy["trainer"].global_step == 0
+    with pytest.raises(CheckpointError, match="do not fit this configuration"):
+        train(
+            compose_config(
+                tmp_path / "wider",
+                ["trainer.max_steps=1", f"init_from={first['model_file']}", *common, "network.d_model=64"],
+            )
+        )
