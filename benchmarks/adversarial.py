@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from _results import write_json  # benchmarks/ is on sys.path when a script runs
-from priorfit.priors.simulators import get_problem
 
 from priorfit import AmortizedPosterior
 from priorfit.diagnostics import c2st
+from priorfit.priors.simulators import get_problem
 from priorfit.robustness import attack
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -38,10 +38,10 @@ import emcee
 import numpy as np
 import torch
 from _results import write_json  # benchmarks/ is on sys.path when a script runs
-from priorfit.networks import DistributionTransformer
-from priorfit.priors import RandomGMMPrior
 
 from priorfit.gmm import GMM, sample_gmm
+from priorfit.networks import DistributionTransformer
+from priorfit.priors import RandomGMMPrior
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HELD_OUT_SEED = 777_2026

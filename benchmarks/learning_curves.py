@@ -37,6 +37,7 @@ import emcee
 import numpy as np
 import torch
 from _results import write_json  # benchmarks/ is on sys.path when a script runs
+
 from priorfit.priors import LearningCurvePrior, Normal, Uniform
 from priorfit.priors.learning_curves import FAMILIES, combined_curves, valid_curves
 

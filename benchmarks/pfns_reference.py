@@ -24,6 +24,7 @@ from pfns.model.transformer_config import TransformerConfig
 from pfns.optimizer import OptimizerConfig
 from pfns.priors.prior import AdhocPriorConfig, Batch
 from pfns.train import MainConfig, train
+
 from priorfit.priors import GPPrior
 
 PRIOR = GPPrior(kernel="rbf", num_features=1, lengthscale=0.2, outputscale=1.0, noise=0.05)

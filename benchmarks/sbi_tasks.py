@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from _results import write_json  # benchmarks/ is on sys.path when a script runs
-from priorfit.priors.simulators import get_problem
 from sbi.inference import NPE, NPSE
 from sbi.utils.metrics import c2st
 
 from priorfit import AmortizedPosterior
+from priorfit.priors.simulators import get_problem
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = {"gaussian_linear": {"dim": 10}, "two_moons": {}, "slcp": {}}

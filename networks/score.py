@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 
 import torch
-from priorfit.networks.posterior import Standardizer, check_observation_sets
 from torch import Tensor, nn
+
+from priorfit.networks.posterior import Standardizer, check_observation_sets
 
 __all__ = ["VPSchedule", "ScoreNetwork"]
 

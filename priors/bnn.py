@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from priorfit.priors.base import Batch
-from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
+from priorfit.priors.base import Batch
+from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 
 __all__ = ["BNNPrior"]
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 
 import torch
-from priorfit.priors.base import Batch
-from priorfit.priors.gp_predictive import GPPredictive
-from priorfit.priors.hyperpriors import LogUniform
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.gmm import GMM, sample_gmm
+from priorfit.priors.base import Batch
+from priorfit.priors.gp_predictive import GPPredictive
+from priorfit.priors.hyperpriors import LogUniform
 
 __all__ = ["GMM", "LinearGaussian", "RangeBearing", "RandomGMMPrior", "importance_posterior"]
 

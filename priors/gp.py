@@ -6,11 +6,11 @@ import math
 from typing import Literal
 
 import torch
-from priorfit.priors.base import Batch
-from priorfit.priors.hyperpriors import HyperparameterSpec, as_hyperprior
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.priors.base import Batch
+from priorfit.priors.hyperpriors import HyperparameterSpec, as_hyperprior
 
 __all__ = ["GPPrior", "kernel_matrix"]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
-from priorfit.priors.gp import kernel_matrix
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.gmm import GMM
+from priorfit.priors.gp import kernel_matrix
 
 __all__ = ["GPPredictive"]
 

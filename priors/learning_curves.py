@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from priorfit.priors.base import Batch
-from priorfit.priors.hyperpriors import Hyperprior, LogNormal, LogUniform, Normal, Uniform
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
+from priorfit.priors.base import Batch
+from priorfit.priors.hyperpriors import Hyperprior, LogNormal, LogUniform, Normal, Uniform
 
 __all__ = ["CurveFamily", "FAMILIES", "LearningCurvePrior", "combined_curves", "valid_curves"]
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from priorfit.priors.base import Batch, Prior
 
 from priorfit.errors import InvalidHyperparameterError
+from priorfit.priors.base import Batch, Prior
 
 __all__ = ["PriorMixture"]
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from priorfit.priors.base import Batch
-from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
+from priorfit.priors.base import Batch
+from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 
 __all__ = ["SCMPrior"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from priorfit.priors.base import Batch
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.priors.base import Batch
 
 __all__ = ["SimulatorPrior", "SimulatorError"]
 

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from priorfit.priors.base import Batch, Prior
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from priorfit.priors.base import Batch, Prior
 
 __all__ = ["PriorStream", "FixedPriorSet", "PriorDataModule", "batch_seed"]
 

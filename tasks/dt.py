@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from torch import Tensor
+
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
 from priorfit.tasks.pfn import adamw_warmup_cosine, plain_config
-from torch import Tensor
 
 __all__ = ["DTTask"]
 

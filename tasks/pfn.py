@@ -9,11 +9,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
-from torch import Tensor
 
 __all__ = ["PFNTask", "warmup_cosine", "adamw_warmup_cosine"]
 

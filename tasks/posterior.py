@@ -8,13 +8,13 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from priorfit.priors.base import Batch
-from priorfit.tasks.pfn import plain_config
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 from priorfit.errors import InvalidHyperparameterError
+from priorfit.priors.base import Batch
 from priorfit.robustness import fisher_penalty
+from priorfit.tasks.pfn import plain_config
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from priorfit.networks import BarDistribution, ClassificationHead, borders_from_samples
 
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
-from priorfit.priors import GPPrior
 from safetensors.torch import save_file
 
 import priorfit
 from priorfit import CheckpointError, load_checkpoint
+from priorfit.priors import GPPrior
 from priorfit.train import train
 from tests.helpers import TINY_NETWORK, compose_config
 

@@ -1,7 +1,8 @@
 import torch
+from torch.utils.data import DataLoader
+
 from priorfit.priors import GPPrior
 from priorfit.tasks import PriorDataModule, PriorStream
-from torch.utils.data import DataLoader
 
 
 def stream(**kwargs):

@@ -4,16 +4,16 @@ import math
 
 import pytest
 import torch
-from priorfit.networks import DistributionTransformer, MessageHead
-from priorfit.priors import LinearGaussian, RandomGMMPrior, RangeBearing
-from priorfit.priors.gmm import importance_posterior
-from priorfit.priors.gp_predictive import GPPredictive
-from priorfit.tasks import DTTask
 
 from priorfit import GMM
 from priorfit.checkpoint import export_checkpoint, load_checkpoint
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.gmm import sample_gmm
+from priorfit.networks import DistributionTransformer, MessageHead
+from priorfit.priors import LinearGaussian, RandomGMMPrior, RangeBearing
+from priorfit.priors.gmm import importance_posterior
+from priorfit.priors.gp_predictive import GPPredictive
+from priorfit.tasks import DTTask
 
 
 def gen(seed=0):

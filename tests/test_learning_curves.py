@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from priorfit.priors import LearningCurvePrior, LogNormal, LogUniform, Normal, Uniform
-from priorfit.priors.learning_curves import FAMILIES, combined_curves, valid_curves
 
 from priorfit import LearningCurveExtrapolator
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.priors import LearningCurvePrior, LogNormal, LogUniform, Normal, Uniform
+from priorfit.priors.learning_curves import FAMILIES, combined_curves, valid_curves
 
 
 def gen(seed=0):

@@ -6,12 +6,12 @@ import pickle
 
 import pytest
 import torch
-from priorfit.networks.posterior import FlowPosterior, GMMPosterior, SetEncoder
-from priorfit.priors.simulators import GaussianLinear, box_uniform
 from sbi.utils.metrics import c2st
 
 from priorfit import AmortizedPosterior, load_checkpoint
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.networks.posterior import FlowPosterior, GMMPosterior, SetEncoder
+from priorfit.priors.simulators import GaussianLinear, box_uniform
 
 SMALL = {"encoder": {"width": 32, "heads": 2, "layers": 1, "embed_dim": 32}}
 FAST = {"max_epochs": 40, "patience": 10, "batch_size": 50, "lr": 1e-3, "logger": None, "progress_bar": False}

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, SCMPrior, kernel_matrix
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, SCMPrior, kernel_matrix
 
 PRIORS = {
     "gp_rbf": lambda: GPPrior(kernel="rbf", num_features=2),

@@ -23,9 +23,8 @@ def test_readme_tabular_example_runs():
 
 
 def test_readme_validation_example_runs():
-    from priorfit.priors.simulators import TwoMoons
-
     from priorfit import AmortizedPosterior
+    from priorfit.priors.simulators import TwoMoons
 
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     validation = next(block for block in blocks if "priorfit.diagnostics" in block)

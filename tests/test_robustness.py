@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from priorfit.priors.simulators import GaussianLinear
-from priorfit.tasks.posterior import PosteriorTask, SimulationShapes
 from torch.distributions import Independent, Normal
 
 from priorfit import AmortizedPosterior
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.priors.simulators import GaussianLinear
 from priorfit.robustness import attack, fisher_penalty, monte_carlo_kl
+from priorfit.tasks.posterior import PosteriorTask, SimulationShapes
 
 SENSITIVITY = torch.tensor([3.0, 0.1])
 

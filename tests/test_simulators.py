@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from priorfit.priors.simulator import SimulatorError, SimulatorPrior
-from priorfit.priors.simulators import PROBLEMS, GaussianLinear, TwoMoons, get_problem, mcmc_posterior
 
 from priorfit.errors import InvalidHyperparameterError
+from priorfit.priors.simulator import SimulatorError, SimulatorPrior
+from priorfit.priors.simulators import PROBLEMS, GaussianLinear, TwoMoons, get_problem, mcmc_posterior
 
 
 def gaussian_prior(dim: int = 2) -> torch.distributions.Distribution:

@@ -1,8 +1,8 @@
 import pytest
 import torch
-from priorfit.networks import PFNTransformer
 
 from priorfit.errors import PriorfitValidationError
+from priorfit.networks import PFNTransformer
 
 
 def small_net(**kwargs):
