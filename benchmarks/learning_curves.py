@@ -393,7 +393,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "mcmc", "pfn"], default="all", help="pfn: use only cached MCMC runs")
     parser.add_argument("--curves", type=int, default=500)
     parser.add_argument("--cutoffs", type=int, nargs="+", default=[10, 20, 40])
-    parser.add_argument("--mcmc-curves", type=int, default=100)
+    parser.add_argument("--mcmc-curves", type=int, default=200)
     parser.add_argument("--mcmc-seconds", type=float, default=10.0)
     parser.add_argument("--mcmc-cache", type=Path, default=RESULTS / "learning_curves_mcmc.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "learning_curves.json")
