@@ -103,6 +103,7 @@ class PriorDataModule(pl.LightningDataModule):
         val_batches, val_batch_size: size of the fixed validation set; its context sizes
             are spread evenly over [min_context, max_context].
         seed: base seed; training batches are also keyed by distributed rank.
+        val_seed: seed of the validation set (None: ``seed``); fix it to compare runs trained with different seeds.
         num_workers: DataLoader worker processes for the training stream.
     """
 
@@ -117,6 +118,7 @@ class PriorDataModule(pl.LightningDataModule):
         val_batches: int = 8,
         val_batch_size: int = 64,
         seed: int = 0,
+        val_seed: int | None = None,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -133,6 +135,7 @@ class PriorDataModule(pl.LightningDataModule):
         self.val_batches = val_batches
         self.val_batch_size = val_batch_size
         self.seed = seed
+        self.val_seed = seed if val_seed is None else val_seed
         self.num_workers = num_workers
         self.next_index = 0  # first training batch index not yet consumed
         self._val_set: FixedPriorSet | None = None
@@ -163,7 +166,7 @@ class PriorDataModule(pl.LightningDataModule):
             contexts = np.linspace(self.min_context, self.max_context, self.val_batches)
             batches = []
             for i, num_context in enumerate(contexts.round().astype(int)):
-                generator = torch.Generator().manual_seed(batch_seed(self.seed, 2**31 - 1, i))
+                generator = torch.Generator().manual_seed(batch_seed(self.val_seed, 2**31 - 1, i))
                 batch = self.prior.sample(self.val_batch_size, self.num_points, generator=generator)
                 batch.meta["num_context"] = int(num_context)
                 batch.meta["index"] = -1 - i

@@ -52,3 +52,15 @@ def test_validation_set_is_fixed_and_spans_context_sizes():
     ).validation_set()
     assert [b.meta["num_context"] for b in first.batches] == [2, 6, 11, 15]
     assert all(torch.equal(x.y, y.y) for x, y in zip(first.batches, again.batches))
+
+
+def test_val_seed_fixes_the_validation_set_across_training_seeds():
+    def validation(**seeds):
+        module = PriorDataModule(GPPrior(), batch_size=4, num_points=20, val_batches=2, val_batch_size=3, **seeds)
+        return [batch.y for batch in module.validation_set().batches]
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
+
+    assert not same(validation(seed=0), validation(seed=1))  # by default the validation set follows the seed
+    assert same(validation(seed=0), validation(seed=1, val_seed=0))
