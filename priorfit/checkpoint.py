@@ -57,10 +57,7 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torc
     if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
         hparams = {**hparams, "borders": state["head.borders"]}
     task = task_cls(**hparams)
-    try:
-        task.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
+    _load_state(task, state, f"{path}: weights do not match the stored configuration")
     return task.to(map_location).eval()
 
 
@@ -75,13 +72,8 @@ def load_weights(task: torch.nn.Module, name_or_path: str | os.PathLike) -> Path
     task_name, _, state = _read(path)
     if task_name != type(task).__name__:
         raise CheckpointError(f"{path} holds a {task_name}; cannot start a {type(task).__name__} from it")
-    try:
-        task.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{path}: its weights do not fit this configuration (network sizes and num_buckets must match the "
-            f"checkpoint's): {error}"
-        ) from None
+    sizes = "network sizes and num_buckets must match the checkpoint's"
+    _load_state(task, state, f"{path}: its weights do not fit this configuration ({sizes})")
     return path
 
 
@@ -129,11 +121,16 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     network = PFNTransformer(**network_config, num_outputs=head.num_outputs)
     model = PFNModel(network, head, hparams)
     weights = {key: value for key, value in state.items() if key.startswith(("network.", "head."))}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match the stored configuration: {error}") from None
+    _load_state(model, weights, f"{path}: weights do not match the stored configuration")
     return model.to(map_location).eval()
+
+
+def _load_state(module: torch.nn.Module, state: dict, problem: str) -> None:
+    """``load_state_dict``, with torch's shape / key mismatch turned into a ``CheckpointError`` saying ``problem``."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{problem}: {error}") from None
 
 
 def _read(path: Path) -> tuple[str, dict, dict]:

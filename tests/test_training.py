@@ -1,10 +1,13 @@
 import math
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from priorfit.checkpoint import load_checkpoint
+from priorfit.errors import CheckpointError
 from priorfit.train import build, train
 from tests.helpers import TINY_NETWORK, compose_config
 
@@ -128,11 +131,6 @@ def test_classification_objective_trains_on_a_user_prior():
 
 
 def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
-    import pytest
-
-    from priorfit.checkpoint import load_checkpoint
-    from priorfit.errors import CheckpointError
-
     common = ["trainer.val_check_interval=1000", "callbacks=none", *TINY_NETWORK]
     _, first = train(compose_config(tmp_path / "first", ["trainer.max_steps=4", *common]))
     # no steps: the fine-tuning run's export is the source checkpoint's weights
