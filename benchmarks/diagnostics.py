@@ -4,11 +4,12 @@
 three. A Gaussian-conjugate model supplies inputs from an exact posterior and from an over-dispersed one.
 Reported per D: the largest difference of the ECP curves (evaluated at each peer's own α grid; on float64
 copies of the inputs, and on the float32 inputs, where a sample whose distance ties the truth's to rounding
-may be counted differently by each) and the median and the fastest wall time over the repeats (one thread)
-of our ``tarp`` (ECP, ATC and KS test; also with the 100-resample bootstrap band), sbi 0.27's ``run_tarp`` +
+may be counted differently by each) and the median and the fastest wall time over the repeats (one thread;
+the implementations take turns within each repeat) of our ``tarp`` (ECP, ATC and KS test; also with the 100-resample bootstrap band), sbi 0.27's ``run_tarp`` +
 ``check_tarp`` (ECP, ATC and KS; its posterior hands back our samples, so no sampling is timed; also its inner
 ``_run_tarp`` alone), and ``tarp.get_tarp_coverage`` (ECP only).
-Must: at least 5× faster than sbi (judged on the medians).
+Must: at least 5× faster than sbi (judged on the medians). Our count runs in C (AVX2) when setup.py could build
+``priorfit.diagnostics._tarp_kernel``; the JSON says whether it did.
 
     python benchmarks/diagnostics.py     # writes benchmarks/results/diagnostics.{json,png}
 """
@@ -16,6 +17,7 @@ Must: at least 5× faster than sbi (judged on the medians).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 from pathlib import Path
@@ -42,14 +44,18 @@ def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: fl
     return samples, theta, references_unit
 
 
-def repeat_times(function, repeats: int) -> np.ndarray:
-    function()
-    times = []
+def interleaved_times(functions: dict, repeats: int) -> dict[str, np.ndarray]:
+    """Seconds of each call, the implementations taking turns within every repeat: a load that comes and goes
+    on the machine falls on all of them alike, so their ratio stays fair."""
+    for function in functions.values():
+        function()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return np.array(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: np.array(values) for name, values in times.items()}
 
 
 def ecp_differences(samples, theta, unit) -> dict:
@@ -96,13 +102,16 @@ def time_implementations(samples, theta, unit, repeats: int) -> dict:
     def tarp_package():
         return get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(), norm=True)
 
-    times = {
-        "ours": repeat_times(lambda: tarp(samples, theta, references=unit, num_bootstrap=0), repeats),
-        "ours_with_bootstrap_band": repeat_times(lambda: tarp(samples, theta, references=unit), repeats),
-        "sbi": repeat_times(sbi_tarp, repeats),
-        "sbi_core": repeat_times(sbi_tarp_core, repeats),
-        "tarp_package": repeat_times(tarp_package, repeats),
-    }
+    times = interleaved_times(
+        {
+            "ours": lambda: tarp(samples, theta, references=unit, num_bootstrap=0),
+            "ours_with_bootstrap_band": lambda: tarp(samples, theta, references=unit),
+            "sbi": sbi_tarp,
+            "sbi_core": sbi_tarp_core,
+            "tarp_package": tarp_package,
+        },
+        repeats,
+    )
     row = {f"seconds_{name}": float(np.median(values)) for name, values in times.items()}
     # the fastest of the repeats: what timeit recommends on a machine whose load comes and goes
     row.update({f"fastest_seconds_{name}": float(values.min()) for name, values in times.items()})
@@ -142,6 +151,7 @@ def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) ->
             "timing_dtype": "float32",
             "threads": torch.get_num_threads(),
             "repeats": repeats,
+            "c_count": importlib.import_module("priorfit.diagnostics.tarp")._count_closer_avx2 is not None,
             "peers": "sbi 0.27 run_tarp (given the same samples, z_score_theta=True) + check_tarp, and its "
             "_run_tarp + check_tarp (seconds_sbi_core); tarp 0.1.1 get_tarp_coverage (norm=True)",
         },

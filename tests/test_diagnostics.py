@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import platform
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +15,8 @@ from torch.distributions import Independent, Normal
 
 from priorfit.diagnostics import c2st, exact_gap, sbc, tarp
 from priorfit.errors import PriorfitValidationError
+
+tarp_module = importlib.import_module("priorfit.diagnostics.tarp")  # the package's `tarp` is the function
 
 # θ ~ N(0, I), x = θ + N(0, I): the exact posterior is N(x / 2, I / 2)
 POSTERIOR_SD = 0.5**0.5
@@ -90,6 +96,28 @@ def test_tarp_matches_sbi_and_the_tarp_package(dim):
     assert abs(atc_sbi - ours.atc) < 0.02
 
 
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or shutil.which("cc") is None, reason="needs x86-64 and a C compiler"
+)
+def test_the_c_count_is_built_here():
+    # setup.py builds it as optional: a failed build would only show as TARP running slower
+    assert tarp_module._count_closer_avx2 is not None
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, 4, 5, 8, 10, 13])
+def test_c_count_equals_the_torch_expression(dim, monkeypatch):
+    if tarp_module._count_closer_avx2 is None:
+        pytest.skip("the C count is not built in this install")
+    # 203 posteriors: not a multiple of the kernel's 8 lanes, so its scalar tail runs too
+    samples, theta = conjugate_draws("over-dispersed", dim, num_posteriors=203, num_samples=300, dim=dim)
+    references = torch.rand(theta.shape, generator=torch.Generator().manual_seed(dim))
+    in_c = tarp_module.tarp_coverage_values(samples, theta, references)
+    monkeypatch.setattr(tarp_module, "_count_closer_avx2", None)
+    in_torch = tarp_module.tarp_coverage_values(samples, theta, references)
+    assert torch.equal(in_c, in_torch)
+    assert 0.05 < in_c.mean() < 0.95  # a real mix of counts, not all 0 or all S
+
+
 def test_sbc_ranks_count_samples_below_the_truth():
     samples = torch.arange(10.0).view(10, 1, 1).expand(10, 3, 1)
     result = sbc(samples, torch.tensor([[-1.0], [4.5], [20.0]]))
@@ -128,6 +156,12 @@ def test_bad_inputs_get_named_errors():
     many[-1, 0, 0] = float("inf")
     with pytest.raises(PriorfitValidationError, match="infinity"):
         tarp(many, torch.randn(200, 10, dtype=torch.float64))
+    wide = torch.randn(100, 203, 10)  # float32: the C count's own check, in its 8-lane part and its tail
+    for position in ((99, 5, 9), (0, 202, 3)):
+        broken = wide.clone()
+        broken[position] = float("inf")
+        with pytest.raises(PriorfitValidationError, match="infinity"):
+            tarp(broken, torch.randn(203, 10))
     with pytest.raises(PriorfitValidationError, match="references"):
         tarp(samples, theta, references=torch.rand(3, 2))
     with pytest.raises(PriorfitValidationError, match="metric"):

@@ -21,6 +21,11 @@ from torch import Tensor
 from priorfit.diagnostics._inputs import as_tensor, check_samples_and_truth
 from priorfit.errors import PriorfitValidationError
 
+try:  # the optional C count (setup.py); without it the torch expression below gives the same counts
+    from priorfit.diagnostics._tarp_kernel import count_closer as _count_closer_avx2
+except ImportError:  # pragma: no cover - depends on the install
+    _count_closer_avx2 = None
+
 __all__ = ["TarpResult", "tarp", "tarp_coverage_values"]
 
 _CACHE_BYTES = 2 * 1024 * 1024  # block size of the sample differences: about one core's L2 cache
@@ -113,6 +118,10 @@ def tarp_coverage_values(
         truth_distance = (theta_true - references).abs() @ weights
     else:
         raise PriorfitValidationError(f"metric must be 'euclidean' or 'manhattan', got {metric!r}")
+    if metric == "euclidean" and samples.dtype == torch.float32 and samples.device.type == "cpu":
+        closer = _count_closer_c(samples, references, weights, truth_distance)
+        if closer is not None:
+            return closer.to(samples.dtype) / len(samples)
     # One subtraction over the samples, then the per-dimension weights and the sum over D as a single mat-vec;
     # done in blocks of samples whose differences fit in a core's cache (the (S, B, D) temporary otherwise
     # goes to memory and back, a fifth of the time at D = 10).
@@ -131,6 +140,24 @@ def tarp_coverage_values(
     if not torch.isfinite(largest):
         raise PriorfitValidationError("samples contain NaN or infinity")
     return closer.to(samples.dtype) / num_samples
+
+
+def _count_closer_c(samples: Tensor, references: Tensor, weights: Tensor, truth_distance: Tensor) -> Tensor | None:
+    """Per true parameter, how many samples are closer to the reference than the truth (squared, weighted
+    distances), by the C kernel in one pass over float32 samples; None where it is not built or the CPU lacks
+    AVX2."""
+    if _count_closer_avx2 is None:
+        return None
+    num_samples, batch, dim = samples.shape
+    x = samples.contiguous()
+    r, w, t = (v.to(torch.float32).contiguous() for v in (references, weights, truth_distance))
+    closer = torch.zeros(batch, dtype=torch.int32)
+    status = _count_closer_avx2(
+        x.data_ptr(), r.data_ptr(), w.data_ptr(), t.data_ptr(), num_samples, batch, dim, closer.data_ptr()
+    )
+    if status == -1:
+        raise PriorfitValidationError("samples contain NaN or infinity")
+    return closer if status == 1 else None
 
 
 def expected_coverage(coverage: Tensor, alpha: Tensor, counts: Tensor | None = None) -> Tensor:
