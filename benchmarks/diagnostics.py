@@ -5,9 +5,10 @@ three. A Gaussian-conjugate model supplies inputs from an exact posterior and fr
 Reported per D: the largest difference of the ECP curves (evaluated at each peer's own α grid; on float64
 copies of the inputs, and on the float32 inputs, where a sample whose distance ties the truth's to rounding
 may be counted differently by each) and the median and the fastest wall time over the repeats (one thread;
-the implementations take turns within each repeat) of our ``tarp`` (ECP, ATC and KS test; also with the 100-resample bootstrap band), sbi 0.27's ``run_tarp`` +
-``check_tarp`` (ECP, ATC and KS; its posterior hands back our samples, so no sampling is timed; also its inner
-``_run_tarp`` alone), and ``tarp.get_tarp_coverage`` (ECP only).
+the implementations take turns within each repeat) of our ``tarp`` (ECP, ATC and KS test; also with the
+100-resample bootstrap band), sbi 0.27's ``run_tarp`` + ``check_tarp`` (ECP, ATC and KS; its posterior hands
+back our samples, so no sampling is timed; also its inner ``_run_tarp`` alone), and ``tarp.get_tarp_coverage``
+(ECP only).
 Must: at least 5× faster than sbi (judged on the medians). Our count runs in C (AVX2) when setup.py could build
 ``priorfit.diagnostics._tarp_kernel``; the JSON says whether it did.
 
