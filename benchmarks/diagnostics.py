@@ -5,7 +5,7 @@ three. A Gaussian-conjugate model supplies inputs from an exact posterior and fr
 Reported per D: the largest difference of the ECP curves (evaluated at each peer's own α grid; on float64
 copies of the inputs, and on the float32 inputs, where a sample whose distance ties the truth's to rounding
 may be counted differently by each) and the median and the fastest wall time over the repeats (one thread;
-the implementations take turns within each repeat) of our ``tarp`` (ECP, ATC and KS test; also with the
+the implementations take turns in blocks of repeats) of our ``tarp`` (ECP, ATC and KS test; also with the
 100-resample bootstrap band), sbi 0.27's ``run_tarp`` + ``check_tarp`` (ECP, ATC and KS; its posterior hands
 back our samples, so no sampling is timed; also its inner ``_run_tarp`` alone), and ``tarp.get_tarp_coverage``
 (ECP only).
@@ -45,17 +45,19 @@ def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: fl
     return samples, theta, references_unit
 
 
-def interleaved_times(functions: dict, repeats: int) -> dict[str, np.ndarray]:
-    """Seconds of each call, the implementations taking turns within every repeat: a load that comes and goes
-    on the machine falls on all of them alike, so their ratio stays fair."""
-    for function in functions.values():
-        function()  # warm-up
+def block_times(functions: dict, repeats: int, rounds: int = 5) -> dict[str, np.ndarray]:
+    """Seconds of each call, in blocks: every round runs each implementation ``repeats // rounds`` times in a row
+    after one warm-up call. Back to back, each runs warm, as in a user's loop (a call right after another
+    library's evicts torch's code and data from the caches, which costs ours 0.6 ms at D = 2 and would measure
+    the order of the calls); taking turns by blocks, a load that comes and goes on the machine falls on all."""
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
+            function()  # warm-up
+            for _ in range(max(1, repeats // rounds)):
+                start = time.perf_counter()
+                function()
+                times[name].append(time.perf_counter() - start)
     return {name: np.array(values) for name, values in times.items()}
 
 
@@ -103,7 +105,7 @@ def time_implementations(samples, theta, unit, repeats: int) -> dict:
     def tarp_package():
         return get_tarp_coverage(samples.numpy().copy(), theta.numpy().copy(), references=unit.numpy(), norm=True)
 
-    times = interleaved_times(
+    times = block_times(
         {
             "ours": lambda: tarp(samples, theta, references=unit, num_bootstrap=0),
             "ours_with_bootstrap_band": lambda: tarp(samples, theta, references=unit),
