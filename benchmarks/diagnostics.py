@@ -13,6 +13,8 @@ Must: at least 5× faster than sbi (judged on the medians). Our count runs in C 
 ``priorfit.diagnostics._tarp_kernel``; the JSON says whether it did.
 
     python benchmarks/diagnostics.py     # writes benchmarks/results/diagnostics.{json,png}
+    python benchmarks/diagnostics.py --torch-count --out benchmarks/results/diagnostics_torch_count.json
+    python benchmarks/diagnostics.py --interleave --out benchmarks/results/diagnostics_interleaved.json
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tarp import get_tarp_coverage
 from priorfit.diagnostics import tarp
 
 RESULTS = Path(__file__).resolve().parent / "results"
+TARP_MODULE = importlib.import_module("priorfit.diagnostics.tarp")  # the package's `tarp` is the function
 
 
 def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: float, seed: int):
@@ -45,15 +48,18 @@ def conjugate_inputs(num_posteriors: int, num_samples: int, dim: int, spread: fl
     return samples, theta, references_unit
 
 
-def block_times(functions: dict, repeats: int, rounds: int = 5) -> dict[str, np.ndarray]:
-    """Seconds of each call, in blocks: every round runs each implementation ``repeats // rounds`` times in a row
-    after one warm-up call. Back to back, each runs warm, as in a user's loop (a call right after another
-    library's evicts torch's code and data from the caches, which costs ours 0.6 ms at D = 2 and would measure
-    the order of the calls); taking turns by blocks, a load that comes and goes on the machine falls on all."""
+def block_times(functions: dict, repeats: int, interleave: bool = False) -> dict[str, np.ndarray]:
+    """Seconds of each call, in blocks: in each of 5 rounds every implementation runs ``repeats // 5`` times in
+    a row after one warm-up call. Back to back, each runs warm, as in a user's loop; taking turns by blocks, a
+    load that comes and goes on the machine falls on all. ``interleave``: single cold calls taking turns
+    instead, each right after another library's, which evicts torch's code and data from the caches (what that
+    costs depends on the order of the calls)."""
+    rounds, warm_up = (repeats, False) if interleave else (5, True)
     times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
-            function()  # warm-up
+            if warm_up:
+                function()
             for _ in range(max(1, repeats // rounds)):
                 start = time.perf_counter()
                 function()
@@ -87,7 +93,7 @@ class FixedSamples:
         return self.samples
 
 
-def time_implementations(samples, theta, unit, repeats: int) -> dict:
+def time_implementations(samples, theta, unit, repeats: int, interleave: bool) -> dict:
     """Median seconds of ours (with and without the bootstrap band), sbi's and the tarp package's TARP."""
     low, high = theta.min(0).values, theta.max(0).values
     references = low + unit * (high - low + 1e-10)
@@ -114,6 +120,7 @@ def time_implementations(samples, theta, unit, repeats: int) -> dict:
             "tarp_package": tarp_package,
         },
         repeats,
+        interleave,
     )
     row = {f"seconds_{name}": float(np.median(values)) for name, values in times.items()}
     # the fastest of the repeats: what timeit recommends on a machine whose load comes and goes
@@ -125,7 +132,7 @@ def time_implementations(samples, theta, unit, repeats: int) -> dict:
     return row
 
 
-def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) -> dict:
+def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int, interleave: bool = False) -> dict:
     rows = []
     for dim in dims:
         for spread in (1.0, 2.0):
@@ -142,7 +149,7 @@ def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) ->
                 "max_ecp_difference_float32": ecp_differences(samples, theta, unit),
             }
             if spread == 1.0:
-                row.update(time_implementations(samples, theta, unit, repeats))
+                row.update(time_implementations(samples, theta, unit, repeats, interleave))
             rows.append(row)
             print(json.dumps(row))
     timed = [r for r in rows if "speedup_vs_sbi" in r]
@@ -154,7 +161,8 @@ def run(dims: list[int], num_posteriors: int, num_samples: int, repeats: int) ->
             "timing_dtype": "float32",
             "threads": torch.get_num_threads(),
             "repeats": repeats,
-            "c_count": importlib.import_module("priorfit.diagnostics.tarp")._count_closer_avx2 is not None,
+            "timing": "single calls taking turns (cold)" if interleave else "blocks of back-to-back calls (warm)",
+            "c_count": TARP_MODULE._count_closer_avx2 is not None,
             "peers": "sbi 0.27 run_tarp (given the same samples, z_score_theta=True) + check_tarp, and its "
             "_run_tarp + check_tarp (seconds_sbi_core); tarp 0.1.1 get_tarp_coverage (norm=True)",
         },
@@ -200,9 +208,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for all three (1: least noisy)")
     parser.add_argument("--out", type=Path, default=RESULTS / "diagnostics.json")
+    parser.add_argument("--torch-count", action="store_true", help="time our torch count, not the C one")
+    parser.add_argument("--interleave", action="store_true", help="single cold calls taking turns (see block_times)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report = run([2, 10], 200, 1000, args.repeats)
+    if args.torch_count:
+        TARP_MODULE._count_closer_avx2 = None
+    report = run([2, 10], 200, 1000, args.repeats, args.interleave)
     write_json(report, args.out)
     plot(report, args.out.with_suffix(".png"))
     print(json.dumps(report["verdict"], indent=2))

@@ -11,12 +11,24 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <stdint.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define HAVE_KERNEL 1
 #define TARGET __attribute__((target("avx2,fma")))
+
+/* sum_d w[d] * (xs[d] - rs[d])^2 of one posterior, in order; inlined with a constant D, a loop over
+   posteriors that calls it is what the compiler vectorises. */
+TARGET static inline float distance_of(const float *xs, const float *rs, const float *w, int64_t D) {
+    float distance = 0.f;
+    for (int64_t d = 0; d < D; d++) {
+        float v = xs[d] - rs[d];
+        distance += w[d] * v * v;
+    }
+    return distance;
+}
 
 /* Returns 1 when some distance is NaN or infinite (a sample with NaN or inf). */
 #define SMALL_D(DD)                                                                                        \
@@ -26,12 +38,8 @@
         for (int64_t s = 0; s < S; s++) {                                                                    \
             const float *row = x + s * B * DD;                                                               \
             for (int64_t b = 0; b < B; b++) {                                                                \
-                float distance = 0.f;                                                                        \
-                for (int d = 0; d < DD; d++) {                                                               \
-                    float v = row[b * DD + d] - r[b * DD + d];                                               \
-                    distance += w[d] * v * v;                                                                \
-                }                                                                                            \
-                nonfinite |= !(distance <= 3.402823466e38f);                                                 \
+                float distance = distance_of(row + b * DD, r + b * DD, w, DD);                               \
+                nonfinite |= !(distance <= FLT_MAX);                                                         \
                 closer[b] += distance < t[b];                                                                \
             }                                                                                                \
         }                                                                                                    \
@@ -70,7 +78,7 @@ TARGET static inline __m256 horizontal_sums(__m256 v0, __m256 v1, __m256 v2, __m
 TARGET static int count_wide(const float *x, const float *r, const float *w, const float *t, int64_t S,
                              int64_t B, int64_t D, int32_t *closer) {
     const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(D % 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m256 largest = _mm256_set1_ps(3.402823466e38f);
+    const __m256 largest = _mm256_set1_ps(FLT_MAX);
     const int64_t B8 = B - B % 8;
     __m256 nonfinite = _mm256_setzero_ps();
     int nonfinite_tail = 0;
@@ -94,12 +102,8 @@ TARGET static int count_wide(const float *x, const float *r, const float *w, con
             _mm256_storeu_si256((__m256i *)(closer + b), _mm256_sub_epi32(counts, is_closer)); /* true is -1 */
         }
         for (int64_t b = B8; b < B; b++) {
-            float distance = 0.f;
-            for (int64_t d = 0; d < D; d++) {
-                float v = row[b * D + d] - r[b * D + d];
-                distance += w[d] * v * v;
-            }
-            nonfinite_tail |= !(distance <= 3.402823466e38f);
+            float distance = distance_of(row + b * D, r + b * D, w, D);
+            nonfinite_tail |= !(distance <= FLT_MAX);
             closer[b] += distance < t[b];
         }
     }
