@@ -1,15 +1,21 @@
-"""Load trained models from Lightning checkpoints or priorfit's safetensors exports (no unpickling)."""
+"""Load trained models from Lightning checkpoints or priorfit's safetensors exports.
+
+A checkpoint is data, never code: Lightning files are read with ``torch.load(weights_only=True)``, safetensors
+files are copied into memory (never left memory-mapped), and the stored configuration is rebuilt through the
+allow list of ``priorfit.registry``, never by ``hydra.utils.instantiate``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
 
-from priorfit.errors import CheckpointError
+from priorfit._files import atomic_write
+from priorfit.errors import CheckpointError, PriorfitValidationError
 
 __all__ = ["load_checkpoint", "load_pfn", "load_weights", "export_checkpoint", "PFNModel", "FORMAT_VERSION"]
 
@@ -22,25 +28,22 @@ def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "priorfit_format": FORMAT_VERSION,
         "task": type(task).__name__,
         "hyper_parameters": json.dumps(dict(task.hparams)),
     }
     tensors = {name: value.detach().cpu().contiguous() for name, value in task.state_dict().items()}
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    try:
-        save_file(tensors, temp_name, metadata=metadata)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+    atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
     return path
 
 
-def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torch.device = "cpu"):
+def load_checkpoint(
+    name_or_path: str | os.PathLike,
+    *,
+    map_location: str | torch.device = "cpu",
+    trusted_targets: Collection[str] = (),
+):
     """Rebuild a trained task (network, head and prior) from a checkpoint.
 
     Accepts a path to a Lightning ``.ckpt`` written by ``priorfit-train`` or a
@@ -48,15 +51,26 @@ def load_checkpoint(name_or_path: str | os.PathLike, *, map_location: str | torc
     is looked up in the bundled files, then the cache, then downloaded, and hash-checked each time.
     The returned module is in eval mode; ``task.predictive(x_ctx, y_ctx, x_query)`` gives
     the posterior predictive and ``task.prior`` the prior it was trained on.
+
+    The stored configuration may name only priorfit's own prior and network classes
+    (``priorfit.registry.FAMILIES``); a model trained on your own prior class loads only when you name that
+    class in ``trusted_targets`` (e.g. ``{"my_priors.SineWaves"}``) and its module is importable.
     """
     from priorfit.hub import resolve_checkpoint
+    from priorfit.registry import check_config
 
     path = resolve_checkpoint(name_or_path)
     task_name, hparams, state = _read(path)
     task_cls = _task_class(task_name, path)
-    if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
-        hparams = {**hparams, "borders": state["head.borders"]}
-    task = task_cls(**hparams)
+    try:
+        check_config(hparams, trusted_targets=trusted_targets, where="hyper_parameters")
+        if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
+            hparams = {**hparams, "borders": state["head.borders"]}
+        task = task_cls(**hparams, trusted_targets=frozenset(trusted_targets))
+    except CheckpointError as error:
+        raise type(error)(f"{path}: {error}") from None
+    except (PriorfitValidationError, TypeError) as error:  # a stored setting the classes reject
+        raise CheckpointError(f"{path}: its stored configuration cannot be rebuilt: {error}") from None
     _load_state(task, state, f"{path}: weights do not match the stored configuration")
     return task.to(map_location).eval()
 
@@ -105,20 +119,29 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     from priorfit.networks.bar_distribution import BarDistribution
     from priorfit.networks.heads import ClassificationHead
     from priorfit.networks.transformer import PFNTransformer
+    from priorfit.registry import build, check_config, resolve_target
 
     path = resolve_checkpoint(name_or_path)
     task_name, hparams, state = _read(path)
-    network_config = dict(hparams.get("network") or {})
-    target = network_config.pop("_target_", "priorfit.networks.PFNTransformer")
-    if task_name != "PFNTask" or not target.endswith("PFNTransformer"):
-        raise CheckpointError(f"{path} holds a {task_name} ({target}), not a PFN; use priorfit.load_checkpoint for it")
-    if hparams.get("objective") == "classification":
-        head = ClassificationHead(int(hparams["num_classes"]))
-    elif "head.borders" in state:
-        head = BarDistribution(state["head.borders"])
-    else:
-        raise CheckpointError(f"{path}: a regression PFN checkpoint without stored bucket borders")
-    network = PFNTransformer(**network_config, num_outputs=head.num_outputs)
+    network_config = hparams.get("network")
+    network_config = dict(network_config) if isinstance(network_config, dict) else {}
+    target = network_config.setdefault("_target_", "priorfit.networks.PFNTransformer")
+    try:
+        check_config(network_config, where="network")
+        check_config({key: hparams.get(key) for key in ("objective", "num_classes", "num_buckets")})
+        if task_name != "PFNTask" or resolve_target(target) is not PFNTransformer:
+            raise CheckpointError(f"it holds a {task_name} ({target}), not a PFN; use priorfit.load_checkpoint for it")
+        if hparams.get("objective") == "classification":
+            head = ClassificationHead(int(hparams["num_classes"]))
+        elif "head.borders" in state:
+            head = BarDistribution(state["head.borders"])
+        else:
+            raise CheckpointError(f"{path}: a regression PFN checkpoint without stored bucket borders")
+        network = build(network_config, num_outputs=head.num_outputs)
+    except CheckpointError as error:
+        raise type(error)(f"{path}: {error}") from None
+    except (PriorfitValidationError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{path}: its stored network configuration cannot be rebuilt: {error}") from None
     model = PFNModel(network, head, hparams)
     weights = {key: value for key, value in state.items() if key.startswith(("network.", "head."))}
     _load_state(model, weights, f"{path}: weights do not match the stored configuration")
@@ -147,17 +170,30 @@ def _looks_like_safetensors(head: bytes) -> bool:
 
 
 def _read_safetensors(path: Path) -> tuple[str, dict, dict]:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
 
+    # the whole file into memory, then tensors copied out of it: a model never reads a file that may be
+    # rewritten (or truncated, which kills a memory-mapping process with SIGBUS) while it lives
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
+        data = path.read_bytes()
+        header_size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or header_size > len(data) - 8:
+            raise ValueError("the header is longer than the file")
+        header = json.loads(data[8 : 8 + header_size])
+        state = load_safetensors(data)
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
-    if "priorfit_format" not in metadata:
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or "priorfit_format" not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a priorfit checkpoint (no priorfit metadata)")
-    return metadata.get("task", "PFNTask"), json.loads(metadata["hyper_parameters"]), state
+    try:
+        hparams = json.loads(metadata.get("hyper_parameters", ""))
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its hyper_parameters metadata is not valid JSON ({error})") from None
+    if not isinstance(hparams, dict):
+        raise CheckpointError(f"{path}: its hyper_parameters metadata is not a JSON object")
+    return metadata.get("task", "PFNTask"), hparams, state
 
 
 def _read_lightning(path: Path) -> tuple[str, dict, dict]:
@@ -169,6 +205,8 @@ def _read_lightning(path: Path) -> tuple[str, dict, dict]:
         ) from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "hyper_parameters" not in payload:
         raise CheckpointError(f"{path} is not a priorfit checkpoint (no state_dict / hyper_parameters)")
+    if not isinstance(payload["hyper_parameters"], dict) or not isinstance(payload["state_dict"], dict):
+        raise CheckpointError(f"{path} is not a priorfit checkpoint (hyper_parameters / state_dict are not dicts)")
     hparams = dict(payload["hyper_parameters"])
     # Lightning checkpoints name no class: a posterior task is the one with θ's size among its settings
     task_name = payload.get("priorfit_task", "PosteriorTask" if "theta_dim" in hparams else "PFNTask")
@@ -178,6 +216,6 @@ def _read_lightning(path: Path) -> tuple[str, dict, dict]:
 def _task_class(name: str, path: Path):
     import importlib
 
-    if name not in _TASKS:
+    if not isinstance(name, str) or name not in _TASKS:
         raise CheckpointError(f"{path}: unknown task type {name!r}; known: {sorted(_TASKS)}")
     return getattr(importlib.import_module(_TASKS[name]), name)

@@ -7,6 +7,7 @@ __all__ = [
     "PriorfitValidationError",
     "InvalidHyperparameterError",
     "CheckpointError",
+    "UntrustedTargetError",
 ]
 
 
@@ -24,3 +25,7 @@ class InvalidHyperparameterError(PriorfitValidationError):
 
 class CheckpointError(PriorfitValidationError):
     """A checkpoint path is missing, unreadable, or not a priorfit checkpoint."""
+
+
+class UntrustedTargetError(CheckpointError):
+    """A stored configuration names a class that is not on priorfit's allow list and was not trusted explicitly."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +22,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from priorfit.checkpoint import PFNModel, load_pfn
+from priorfit.hub import file_identity, resolve_checkpoint
 from priorfit.errors import PriorfitValidationError
 from priorfit.networks.bar_distribution import BarDistribution
 from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder
@@ -36,9 +38,16 @@ class PretrainingLimitError(PriorfitValidationError):
     """The data exceed what the checkpoint was trained for (features, classes or rows)."""
 
 
+def _cached_model(checkpoint: str | os.PathLike, device: str) -> PFNModel:
+    """The checkpoint's model, built once per file: keyed on the file's identity, not its name or path string,
+    so a file replaced on disk is read again."""
+    path = resolve_checkpoint(checkpoint)
+    return _model_of_file(file_identity(path), device)
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_model(checkpoint: str, device: str) -> PFNModel:
-    return load_pfn(checkpoint, map_location=device)
+def _model_of_file(identity: tuple, device: str) -> PFNModel:
+    return load_pfn(Path(identity[0]), map_location=device)
 
 
 class _TabularPFN(BaseEstimator):

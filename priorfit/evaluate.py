@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import hydra
@@ -19,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from priorfit._files import atomic_write
 from priorfit.diagnostics import SBCResult, TarpResult, sbc, tarp
 from priorfit.errors import CheckpointError, InvalidHyperparameterError, PriorfitError
 
@@ -166,25 +168,30 @@ def _log_figure(logger, fig, step: int) -> None:
 
 
 def _save_figure(fig, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial.png")
-    fig.savefig(partial, dpi=110)
-    os.replace(partial, path)
+    atomic_write(path, lambda temp: fig.savefig(temp, dpi=110, format="png"))
 
 
 def _write_json(data: dict, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
+    atomic_write(path, lambda temp: temp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def evaluate_checkpoint(
-    ckpt_path: str, *, num_posteriors: int = 200, num_samples: int = 1000, seed: int = 0, out: str | None = None
+    ckpt_path: str,
+    *,
+    num_posteriors: int = 200,
+    num_samples: int = 1000,
+    seed: int = 0,
+    out: str | None = None,
+    trusted_targets: Collection[str] = (),
 ) -> dict:
-    """Calibration report (JSON + PNG) of a posterior checkpoint; returns the JSON content."""
+    """Calibration report (JSON + PNG) of a posterior checkpoint; returns the JSON content.
+
+    ``trusted_targets``: your own prior classes the checkpoint names (see ``priorfit.load_checkpoint``).
+    """
     from priorfit.checkpoint import load_checkpoint
     from priorfit.tasks.posterior import PosteriorTask
 
-    task = load_checkpoint(ckpt_path)
+    task = load_checkpoint(ckpt_path, trusted_targets=trusted_targets)
     if not isinstance(task, PosteriorTask):
         raise CheckpointError(
             f"{ckpt_path} holds a {type(task).__name__}: priorfit-eval reports the calibration of posterior "
@@ -231,6 +238,7 @@ def main(cfg: DictConfig) -> None:
             num_samples=int(cfg.num_samples),
             seed=int(cfg.seed),
             out=cfg.get("out"),
+            trusted_targets=list(cfg.get("trusted_targets") or []),
         )
     except PriorfitError as error:  # a user mistake: the message, not a stack trace
         print(f"priorfit-eval: error: {error}", file=sys.stderr)

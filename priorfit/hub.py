@@ -15,12 +15,14 @@ import http.client
 import json
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch.hub
 from filelock import FileLock
 
+from priorfit._files import atomic_write
 from priorfit.errors import CheckpointError
 
 __all__ = [
@@ -28,9 +30,11 @@ __all__ = [
     "list_checkpoints",
     "get_spec",
     "resolve_checkpoint",
+    "looks_like_path",
     "download_checkpoint",
     "cache_dir",
     "sha256_of",
+    "file_identity",
     "register_file",
     "main",
 ]
@@ -54,6 +58,12 @@ class CheckpointSpec:
     license: str
     description: str
     url: str | None = None
+
+    def __post_init__(self) -> None:
+        # the file name joins the cache folder: it must stay inside it
+        bad = not isinstance(self.file, str) or self.file in ("", ".", "..") or Path(self.file).name != self.file
+        if bad or any(sep and sep in self.file for sep in (os.sep, os.altsep, "/", "\\")):
+            raise CheckpointError(f"registry entry {self.name!r} has an unsafe file name {self.file!r}: a plain name only")
 
     def download_url(self) -> str:
         if self.url:
@@ -103,7 +113,24 @@ def offline() -> bool:
     return os.environ.get("PRIORFIT_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def file_identity(path: Path) -> tuple[str, int, int, int, int]:
+    """(resolved path, size, mtime in ns, inode, device): changes whenever the file is replaced or rewritten."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev
+
+
+_HASHES: dict[tuple, str] = {}  # file identity -> sha256, so an unchanged file is hashed once per process
+
+
 def sha256_of(path: Path) -> str:
+    """The file's full sha256 (remembered for an unchanged file: same path, size, mtime and inode)."""
+    identity = file_identity(path)
+    if identity not in _HASHES:
+        _HASHES[identity] = _hash_file(path)
+    return _HASHES[identity]
+
+
+def _hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -112,7 +139,8 @@ def sha256_of(path: Path) -> str:
 
 
 def _move_aside(path: Path) -> Path:
-    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    # unique even for two moves in the same second by one process: never replaces an earlier corrupt copy
+    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}")
     os.replace(path, target)
     return target
 
@@ -127,10 +155,18 @@ def download_checkpoint(spec: CheckpointSpec, *, directory: Path | None = None, 
     A second process asking for the same file waits for the lock and then finds it in place.
     """
     directory = cache_dir() if directory is None else directory
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / spec.file
     url = spec.download_url()
-    with FileLock(str(target) + ".lock"):
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(target) + ".lock")
+        lock.acquire()
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot download {spec.name!r} into the cache folder {directory}: {error}. Fix: set "
+            "PRIORFIT_CACHE_DIR to a writable folder, or place the verified file there by hand."
+        ) from None
+    try:
         if target.exists() and _verified(spec, target):
             return target
         try:
@@ -151,20 +187,47 @@ def download_checkpoint(spec: CheckpointSpec, *, directory: Path | None = None, 
                 f"could not download {spec.name!r} from {url}: {error}. Check the network or set "
                 f"PRIORFIT_HUB_URL to a mirror; or set PRIORFIT_OFFLINE=1 and place the file at {target}."
             ) from None
+    finally:
+        lock.release()
     return target
+
+
+def looks_like_path(name_or_path: str | os.PathLike) -> bool:
+    """A ``Path``, or a string with a folder separator, a leading ``~`` or ``.``, or a checkpoint suffix."""
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    text = str(name_or_path)
+    separators = [sep for sep in (os.sep, os.altsep, "/") if sep]
+    return (
+        any(sep in text for sep in separators)
+        or text.startswith(("~", "."))
+        or Path(text).suffix in (".ckpt", ".safetensors", ".pt", ".pth")
+    )
 
 
 def resolve_checkpoint(
     name_or_path: str | os.PathLike, *, registry: dict[str, CheckpointSpec] | None = None, progress: bool = True
 ) -> Path:
-    """The verified local file for a path or a registered name (see the module docstring for the order)."""
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not path.is_file():
+    """The verified local file for a path or a registered name (see the module docstring for the order).
+
+    A registered name always resolves through the hash-checked registry, even when a file of that name lies in
+    the working directory; a string is a path when it is not a registered name or clearly is one (see
+    :func:`looks_like_path`).
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise CheckpointError(
+            f"a checkpoint is a registered name or a path, got {type(name_or_path).__name__} "
+            "(see priorfit.hub.list_checkpoints())"
+        )
+    registry = REGISTRY if registry is None else registry
+    if looks_like_path(name_or_path) or str(name_or_path) not in registry:
+        path = Path(name_or_path).expanduser()
+        if path.is_file():
+            return path  # a user's own file: used as is, never moved or changed
+        if path.exists():
             raise CheckpointError(f"checkpoint path {path} is not a file")
-        return path  # a user's own file: used as is, never moved or changed
-    if isinstance(name_or_path, os.PathLike) or os.sep in str(name_or_path) or path.suffix in (".ckpt", ".safetensors"):
-        raise CheckpointError(f"checkpoint not found: {path} does not exist")
+        if looks_like_path(name_or_path):
+            raise CheckpointError(f"checkpoint not found: {path} does not exist")
     spec = get_spec(str(name_or_path), registry)
     checked = []
 
@@ -183,13 +246,23 @@ def resolve_checkpoint(
     cached = cache_dir() / spec.file
     checked.append(str(cached))
     moved_to, bad_hash = None, None
+    # verifying needs no lock, so a read-only (shared, pre-filled) cache works; only moving a bad copy aside does
+    if cached.is_file() and _verified(spec, cached):
+        return cached
     if cached.exists():
-        with FileLock(str(cached) + ".lock"):
-            if cached.exists():
-                actual = sha256_of(cached)
-                if actual == spec.sha256:
-                    return cached
-                bad_hash, moved_to = actual, _move_aside(cached)
+        try:
+            with FileLock(str(cached) + ".lock"):
+                if cached.exists():
+                    actual = sha256_of(cached)
+                    if actual == spec.sha256:
+                        return cached
+                    bad_hash, moved_to = actual, _move_aside(cached)
+        except OSError as error:
+            raise CheckpointError(
+                f"the cached copy of {spec.name!r} at {cached} does not match the registry (expected sha256 "
+                f"{spec.sha256}) and could not be moved aside: {error}. Fix: delete or replace that file, or set "
+                f"PRIORFIT_CACHE_DIR to a writable folder."
+            ) from None
 
     corrupt_note = (
         f" The cached copy had sha256 {bad_hash} but the registry expects {spec.sha256}; it was moved aside to "
@@ -249,8 +322,6 @@ def register_file(
     fields = asdict(spec)
     del fields["name"]
     entries[name] = fields
-    temp = REGISTRY_FILE.with_suffix(".json.partial")
-    temp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-    os.replace(temp, REGISTRY_FILE)
+    atomic_write(REGISTRY_FILE, lambda temp: temp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n"))
     REGISTRY[name] = spec
     return spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -289,12 +289,19 @@ class AmortizedPosterior:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, *, prior: torch.distributions.Distribution | None = None
+        cls,
+        path: str | os.PathLike,
+        *,
+        prior: torch.distributions.Distribution | None = None,
+        trusted_targets: Collection[str] = (),
     ) -> AmortizedPosterior:
-        """A trained posterior from ``save``'s file; pass the ``prior`` to reject samples outside its support."""
+        """A trained posterior from ``save``'s file; pass the ``prior`` to reject samples outside its support.
+
+        ``trusted_targets``: your own prior classes named in the file (see ``priorfit.load_checkpoint``).
+        """
         from priorfit.checkpoint import load_checkpoint
 
-        task = load_checkpoint(path)
+        task = load_checkpoint(path, trusted_targets=trusted_targets)
         if not isinstance(task, PosteriorTask):
             raise PriorfitValidationError(f"{path} holds a {type(task).__name__}, not an amortized posterior")
         target = task.hparams["network"]["_target_"]

@@ -13,8 +13,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from priorfit.checkpoint import export_checkpoint, load_weights
+from priorfit.registry import targets_in
+from priorfit.runs import (
+    RUN_SUFFIX,
+    SIGTERM_EXIT_CODE,
+    AtomicCheckpointIO,
+    CheckpointOnSigterm,
+    check_resume_path,
+    check_run_folder,
+)
 
 __all__ = ["train", "main"]
+
+# run folders end in a per-process suffix (conf/train.yaml): two runs started in the same second never share one
+OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX, replace=True)
 
 
 def _enabled(node: Any) -> bool:
@@ -22,13 +34,15 @@ def _enabled(node: Any) -> bool:
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
-    """Instantiate the task (with its prior and network) and the data module from a config."""
-    task = instantiate(
-        cfg.task,
-        prior=OmegaConf.to_container(cfg.prior, resolve=True),
-        network=OmegaConf.to_container(cfg.network, resolve=True),
-        _recursive_=False,
-    )
+    """Instantiate the task (with its prior and network) and the data module from a config.
+
+    The command-line config is the user's own, so the classes it names are trusted; a checkpoint's stored copy
+    of it is not (see ``priorfit.registry``).
+    """
+    prior = OmegaConf.to_container(cfg.prior, resolve=True)
+    network = OmegaConf.to_container(cfg.network, resolve=True)
+    trusted = sorted(targets_in(prior) | targets_in(network))
+    task = instantiate(cfg.task, prior=prior, network=network, trusted_targets=trusted, _recursive_=False)
     datamodule = instantiate(cfg.data, prior=task.prior)
     return task, datamodule
 
@@ -39,6 +53,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
+    check_resume_path(cfg.get("ckpt_path"))
+    check_run_folder(output_dir, overwrite=bool(cfg.get("overwrite", False)))
     output_dir.mkdir(parents=True, exist_ok=True)
     task, datamodule = build(cfg)
     if cfg.get("init_from"):
@@ -48,11 +64,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     logger = instantiate(cfg.logger) if _enabled(cfg.get("logger")) else False
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if _enabled(c)]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    on_sigterm = CheckpointOnSigterm(output_dir / "checkpoints")
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, logger=logger, callbacks=[*callbacks, on_sigterm], plugins=[AtomicCheckpointIO()]
+    )
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except SystemExit as stop:  # Lightning stops on SIGTERM by raising SystemExit(None), i.e. status 0
+        if trainer.received_sigterm:
+            where = on_sigterm.saved_to or "nowhere (no step had finished)"
+            print(f"\nstopped by SIGTERM; checkpoint of the last finished step: {where}")
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
+        raise stop
     final = trainer.validate(task, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from torch import Tensor
 
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
+from priorfit.registry import build
 from priorfit.tasks.pfn import adamw_warmup_cosine, plain_config
 
 __all__ = ["DTTask"]
@@ -27,6 +29,7 @@ class DTTask(pl.LightningModule):
             prior components are filled in from the prior).
         lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up and cosine decay.
         exact_metrics: log the NLL of θ under the exact posterior when the likelihood has one.
+        trusted_targets: ``_target_`` names besides priorfit's own families the prior config may name; not stored.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class DTTask(pl.LightningModule):
         warmup_steps: int = 200,
         min_lr_ratio: float = 0.0,
         exact_metrics: bool = True,
+        trusted_targets: Collection[str] = (),
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
@@ -53,15 +57,11 @@ class DTTask(pl.LightningModule):
                 "exact_metrics": exact_metrics,
             }
         )
-        self.prior = instantiate(prior, _convert_="all")
+        self.prior = build(prior, trusted_targets=trusted_targets)
         likelihood = self.prior.likelihood
-        options = {key: value for key, value in network.items() if key != "_target_"}
-        options.update(
-            theta_dim=self.prior.dim,
-            x_dim=likelihood.feature_dim,
-            max_components=self.prior.max_components,
-        )
-        self.network = DistributionTransformer(**options).bind_likelihood(likelihood)
+        network_config = {**network, "_target_": "priorfit.networks.DistributionTransformer"}
+        sizes = dict(theta_dim=self.prior.dim, x_dim=likelihood.feature_dim, max_components=self.prior.max_components)
+        self.network: DistributionTransformer = build(network_config, **sizes).bind_likelihood(likelihood)
 
     def forward(self, batch: Batch) -> torch.distributions.Distribution:
         meta = batch.meta

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
@@ -15,6 +15,7 @@ from priorfit.networks.bar_distribution import BarDistribution, borders_from_sam
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
+from priorfit.registry import build
 
 __all__ = ["PFNTask", "warmup_cosine", "adamw_warmup_cosine"]
 
@@ -69,6 +70,8 @@ class PFNTask(pl.LightningModule):
         seed: seeds the border draws.
         borders: known bucket borders (a checkpoint's), which skips drawing them from the prior; not a
             hyperparameter, since the checkpoint's weights restore them anyway.
+        trusted_targets: ``_target_`` names besides priorfit's own families that the configs may name (the
+            command line trusts the user's own config; see ``priorfit.registry``); not stored.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class PFNTask(pl.LightningModule):
         min_lr_ratio: float = 0.0,
         seed: int = 0,
         borders: Tensor | None = None,
+        trusted_targets: Collection[str] = (),
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
@@ -108,7 +112,7 @@ class PFNTask(pl.LightningModule):
                 "seed": seed,
             }
         )
-        self.prior = instantiate(prior, _convert_="all")
+        self.prior = build(prior, trusted_targets=trusted_targets)
         if objective == "regression":
             if borders is None:
                 generator = torch.Generator().manual_seed(seed)
@@ -121,7 +125,7 @@ class PFNTask(pl.LightningModule):
             num_outputs = num_classes
         else:
             raise ValueError(f"objective must be 'regression' or 'classification', got {objective!r}")
-        self.network: PFNTransformer = instantiate(network, num_outputs=num_outputs, _convert_="all")
+        self.network: PFNTransformer = build(network, num_outputs=num_outputs, trusted_targets=trusted_targets)
 
     @property
     def has_exact_predictive(self) -> bool:

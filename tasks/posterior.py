@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
-from priorfit.errors import InvalidHyperparameterError
+from priorfit.errors import InvalidHyperparameterError, PriorfitError
 from priorfit.priors.base import Batch
+from priorfit.registry import build
 from priorfit.robustness import fisher_penalty
 from priorfit.tasks.pfn import plain_config
 
@@ -41,6 +41,7 @@ class PosteriorTask(pl.LightningModule):
         fisher_weight: weight of the Fisher-information trace regularizer (``priorfit.robustness.fisher_penalty``,
             Glöckler et al. 2023) added to the training loss; 0 turns it off. Density networks only.
         fisher_samples: θ draws per observation set in its Monte Carlo estimate.
+        trusted_targets: ``_target_`` names besides priorfit's own families the configs may name; not stored.
     """
 
     def __init__(
@@ -55,12 +56,13 @@ class PosteriorTask(pl.LightningModule):
         lr_plateau_patience: int | None = None,
         fisher_weight: float = 0.0,
         fisher_samples: int = 1,
+        trusted_targets: Collection[str] = (),
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
         prior_config = dict(prior) if isinstance(prior, dict) else None
         if prior_config and "_target_" in prior_config:
-            self.prior = instantiate(prior_config, _convert_="all")
+            self.prior = build(prior_config, trusted_targets=trusted_targets)
         elif prior_config is not None:  # a checkpoint of a posterior trained on given simulations: sizes only
             self.prior = SimulationShapes(int(theta_dim), int(x_dim))
         else:
@@ -87,13 +89,13 @@ class PosteriorTask(pl.LightningModule):
             }
         )
         try:
-            self.network = instantiate(
-                {"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, _convert_="all"
+            self.network = build(
+                {"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, trusted_targets=trusted_targets
             )
-        except InstantiationException as error:  # a bad setting: say which, without Hydra's wrapping
-            if isinstance(error.__cause__, (ValueError, TypeError)):
-                raise InvalidHyperparameterError(f"posterior network: {error.__cause__}") from None
-            raise
+        except (ValueError, TypeError) as error:  # a bad setting from inside a constructor: say which
+            if isinstance(error, PriorfitError):
+                raise
+            raise InvalidHyperparameterError(f"posterior network: {error}") from None
         if fisher_weight < 0 or fisher_samples < 1:
             raise InvalidHyperparameterError(
                 f"fisher_weight must be >= 0 and fisher_samples >= 1, got {fisher_weight} and {fisher_samples}"

@@ -161,3 +161,79 @@ def test_unknown_name_suggests_close_matches(server, cache):
 def test_cli_lists_checkpoints(capsys):
     assert main(["--list"]) == 0
     assert "pfn-gp-1d" in capsys.readouterr().out
+
+
+def test_a_file_named_like_a_registered_checkpoint_does_not_shadow_it(server, cache, tmp_path, monkeypatch):
+    reg = registry(server)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test-model").write_bytes(b"a file in the working directory")
+    path = resolve_checkpoint("test-model", registry=reg, progress=False)
+    assert path == cache / "model.safetensors" and path.read_bytes() == PAYLOAD
+    assert resolve_checkpoint("./test-model", registry=reg) == Path("test-model")  # clearly a path: the file
+    assert resolve_checkpoint(Path("test-model"), registry=reg) == Path("test-model")
+
+
+def test_a_folder_named_like_a_bundled_checkpoint_does_not_break_the_estimators(tmp_path, monkeypatch):
+    from priorfit import PFNClassifier
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tabular-clf-small").mkdir()
+    (tmp_path / "pfn-gp-1d").write_bytes(b"not a model")
+    assert resolve_checkpoint("pfn-gp-1d").name == "pfn-gp-1d.safetensors"
+    classifier = PFNClassifier(n_estimators=1).fit([[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1])
+    assert classifier.predict([[0.05]]).tolist() == [0]
+
+
+@pytest.mark.parametrize("file", ["../escape.safetensors", "sub/model.safetensors", "..", "", "/etc/passwd"])
+def test_a_registry_file_name_cannot_leave_the_cache(file):
+    with pytest.raises(CheckpointError, match="unsafe file name"):
+        CheckpointSpec("x", file, "0" * 64, 1, False, "c", "Apache-2.0", "d")
+
+
+def test_a_read_only_cache_with_a_valid_file_works_offline(server, cache, monkeypatch):
+    import os
+    import stat
+
+    reg = registry(server)
+    resolve_checkpoint("test-model", registry=reg, progress=False)
+    (cache / "model.safetensors.lock").unlink(missing_ok=True)
+    os.chmod(cache, stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setenv("PRIORFIT_OFFLINE", "1")
+    try:
+        if os.access(cache, os.W_OK):  # root ignores permission bits: simulate what a read-only mount does
+            import filelock
+
+            def refuse(*args, **kwargs):
+                raise OSError(30, "Read-only file system", str(cache / "model.safetensors.lock"))
+
+            monkeypatch.setattr(filelock.FileLock, "acquire", refuse)
+        assert resolve_checkpoint("test-model", registry=reg, progress=False).read_bytes() == PAYLOAD
+        (cache / "model.safetensors").chmod(stat.S_IRUSR | stat.S_IWUSR)
+    finally:
+        os.chmod(cache, stat.S_IRWXU)
+
+
+def test_an_unwritable_cache_is_a_named_error(server, tmp_path, monkeypatch):
+    blocker = tmp_path / "a file, not a folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("PRIORFIT_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.delenv("PRIORFIT_OFFLINE", raising=False)
+    with pytest.raises(CheckpointError, match="PRIORFIT_CACHE_DIR to a writable folder"):
+        resolve_checkpoint("test-model", registry=registry(server), progress=False)
+
+
+def test_two_corrupt_copies_moved_aside_in_one_second_both_survive(server, cache, monkeypatch):
+    monkeypatch.setenv("PRIORFIT_OFFLINE", "1")
+    cache.mkdir(parents=True)
+    for garbage in (b"first", b"second"):
+        (cache / "model.safetensors").write_bytes(garbage)
+        with pytest.raises(CheckpointError):
+            resolve_checkpoint("test-model", registry=registry(server), progress=False)
+    moved = sorted(path.read_bytes() for path in cache.glob("model.safetensors.corrupt-*"))
+    assert moved == [b"first", b"second"]
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["pfn-gp-1d"]])
+def test_a_checkpoint_argument_of_the_wrong_type(bad):
+    with pytest.raises(CheckpointError, match="a registered name or a path"):
+        resolve_checkpoint(bad)

@@ -1,0 +1,100 @@
+"""Training runs that never lose work: atomic checkpoint files, a checkpoint at SIGTERM, run folders never reused."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from priorfit._files import atomic_write
+from priorfit.errors import CheckpointError, InvalidHyperparameterError
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointOnSigterm",
+    "RUN_SUFFIX",
+    "SIGTERM_EXIT_CODE",
+    "check_resume_path",
+    "check_run_folder",
+]
+
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what schedulers read as "terminated"
+# one per process: run folders started in the same second by two processes get different names
+RUN_SUFFIX = secrets.token_hex(3)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint files, written to a temp file in the target folder and renamed into place.
+
+    Lightning's own writer moves a finished file through fsspec, which becomes a copy when the temp folder is on
+    another file system; a kill during that copy leaves a checkpoint that cannot be resumed. Reading always uses
+    ``weights_only=True``: a checkpoint never unpickles code.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        atomic_write(Path(path), lambda temp: torch.save(checkpoint, temp))
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        if weights_only is False:
+            raise CheckpointError(f"{path}: priorfit reads checkpoints with weights_only=True only")
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+class CheckpointOnSigterm(pl.Callback):
+    """Saves ``last.ckpt`` when Lightning stops a run on SIGTERM, so the run can resume from the kill point.
+
+    Lightning turns SIGTERM into an exception at the next step boundary; ``priorfit-train`` then exits with
+    status 143 instead of 0 (see ``train``).
+    """
+
+    def __init__(self, fallback_dir: str | os.PathLike) -> None:
+        self.fallback_dir = Path(fallback_dir)
+        self.saved_to: Path | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        callback = trainer.checkpoint_callback
+        directory = Path(callback.dirpath) if callback is not None and callback.dirpath else self.fallback_dir
+        path = directory / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self.saved_to = path
+
+
+def check_resume_path(ckpt_path: Any) -> None:
+    """Refuse to resume from a URL: Lightning would fetch and unpickle it (only local files are resumed)."""
+    if ckpt_path is None or ckpt_path in ("last", "best", "hpc", "registry"):
+        return
+    scheme = urllib.parse.urlparse(str(ckpt_path)).scheme
+    if len(scheme) > 1:  # one letter is a Windows drive
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path} is a URL: priorfit resumes only from local files. Download it first (for a "
+            "registered model, priorfit-download NAME) and pass the path; to start from its weights with a fresh "
+            "schedule use init_from=NAME_OR_PATH instead."
+        )
+    if not Path(str(ckpt_path)).expanduser().is_file():
+        raise CheckpointError(f"ckpt_path={ckpt_path} does not exist (or is not a file): nothing to resume from")
+
+
+def check_run_folder(output_dir: Path, *, overwrite: bool) -> None:
+    """A finished run's model, or checkpoints of another run, are never overwritten without ``overwrite=true``."""
+    if overwrite:
+        return
+    finished = output_dir / "model.safetensors"
+    checkpoints = output_dir / "checkpoints"
+    if finished.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        what = f"a finished run's model ({finished})" if finished.exists() else f"another run's checkpoints ({checkpoints})"
+        raise InvalidHyperparameterError(
+            f"the run folder {output_dir} already holds {what}; training there would overwrite it. Pick a new "
+            "folder (leave hydra.run.dir at its default), resume with ckpt_path=.../last.ckpt (which starts a "
+            "new folder), or pass overwrite=true to replace it."
+        )
