@@ -17,17 +17,34 @@ import torch
 from priorfit._files import atomic_write
 from priorfit.errors import CheckpointError, PriorfitValidationError
 
-__all__ = ["load_checkpoint", "load_pfn", "load_weights", "export_checkpoint", "PFNModel", "FORMAT_VERSION"]
+__all__ = [
+    "load_checkpoint",
+    "load_pfn",
+    "load_weights",
+    "export_checkpoint",
+    "is_priorfit_checkpoint",
+    "PFNModel",
+    "FORMAT_VERSION",
+]
 
 FORMAT_VERSION = "1"
 _TASKS = {"PFNTask": "priorfit.tasks.pfn", "PosteriorTask": "priorfit.tasks.posterior", "DTTask": "priorfit.tasks.dt"}
 
 
-def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
-    """Write weights + configs as one safetensors file (atomically: temp file, then rename)."""
+def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write weights + configs as one safetensors file (atomically: temp file, then rename).
+
+    An existing priorfit checkpoint at ``path`` is replaced; any other existing file (or folder) is refused
+    unless ``overwrite=True``.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
+    if path.is_dir() or (path.exists() and not overwrite and not is_priorfit_checkpoint(path)):
+        raise CheckpointError(
+            f"{path} exists and is not a priorfit checkpoint; refusing to replace it. Choose another path, or pass "
+            "overwrite=True to replace the file."
+        )
     metadata = {
         "priorfit_format": FORMAT_VERSION,
         "task": type(task).__name__,
@@ -36,6 +53,25 @@ def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike) -> Path:
     tensors = {name: value.detach().cpu().contiguous() for name, value in task.state_dict().items()}
     atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
     return path
+
+
+def is_priorfit_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a priorfit safetensors export (read from its header only) or a readable Lightning file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if 0 < size <= 100_000_000:
+                metadata = json.loads(handle.read(size)).get("__metadata__") or {}
+                return "priorfit_format" in metadata
+    except (OSError, ValueError, AttributeError):
+        return False
+    try:
+        _read_lightning(path)
+    except CheckpointError:
+        return False
+    return True
 
 
 def load_checkpoint(

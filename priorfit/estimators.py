@@ -22,8 +22,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from priorfit.checkpoint import PFNModel, load_pfn
-from priorfit.hub import file_identity, resolve_checkpoint
 from priorfit.errors import PriorfitValidationError
+from priorfit.hub import file_identity, resolve_checkpoint
 from priorfit.networks.bar_distribution import BarDistribution
 from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder
 

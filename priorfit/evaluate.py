@@ -8,7 +8,6 @@ every k steps; ``priorfit-eval ckpt_path=...`` writes a JSON + PNG report for an
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Collection
 from pathlib import Path

@@ -63,7 +63,9 @@ class CheckpointSpec:
         # the file name joins the cache folder: it must stay inside it
         bad = not isinstance(self.file, str) or self.file in ("", ".", "..") or Path(self.file).name != self.file
         if bad or any(sep and sep in self.file for sep in (os.sep, os.altsep, "/", "\\")):
-            raise CheckpointError(f"registry entry {self.name!r} has an unsafe file name {self.file!r}: a plain name only")
+            raise CheckpointError(
+                f"registry entry {self.name!r} has an unsafe file name {self.file!r}: a plain name only"
+            )
 
     def download_url(self) -> str:
         if self.url:

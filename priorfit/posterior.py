@@ -280,12 +280,16 @@ class AmortizedPosterior:
         return theta.detach()
 
     # ------------------------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the trained network as a priorfit safetensors checkpoint (atomic); ``load`` reads it back."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the trained network as a priorfit safetensors checkpoint (atomic); ``load`` reads it back.
+
+        Replaces an earlier priorfit checkpoint at ``path``; any other existing file is refused unless
+        ``overwrite=True``.
+        """
         from priorfit.checkpoint import export_checkpoint
 
         self._network()
-        return export_checkpoint(self.task_, path)
+        return export_checkpoint(self.task_, path, overwrite=overwrite)
 
     @classmethod
     def load(

@@ -81,8 +81,16 @@ def check_resume_path(ckpt_path: Any) -> None:
             "registered model, priorfit-download NAME) and pass the path; to start from its weights with a fresh "
             "schedule use init_from=NAME_OR_PATH instead."
         )
-    if not Path(str(ckpt_path)).expanduser().is_file():
+    path = Path(str(ckpt_path)).expanduser()
+    if not path.is_file():
         raise CheckpointError(f"ckpt_path={ckpt_path} does not exist (or is not a file): nothing to resume from")
+    try:  # read here with weights_only=True: a file that needs unpickling is refused with a named error
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a file that is not a plain checkpoint
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path} cannot be resumed: it is not a Lightning checkpoint of plain tensors and values "
+            f"({type(error).__name__}: {str(error)[:200]})"
+        ) from None
 
 
 def check_run_folder(output_dir: Path, *, overwrite: bool) -> None:
@@ -92,7 +100,11 @@ def check_run_folder(output_dir: Path, *, overwrite: bool) -> None:
     finished = output_dir / "model.safetensors"
     checkpoints = output_dir / "checkpoints"
     if finished.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
-        what = f"a finished run's model ({finished})" if finished.exists() else f"another run's checkpoints ({checkpoints})"
+        what = (
+            f"a finished run's model ({finished})"
+            if finished.exists()
+            else f"another run's checkpoints ({checkpoints})"
+        )
         raise InvalidHyperparameterError(
             f"the run folder {output_dir} already holds {what}; training there would overwrite it. Pick a new "
             "folder (leave hydra.run.dir at its default), resume with ckpt_path=.../last.ckpt (which starts a "
