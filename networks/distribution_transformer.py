@@ -300,7 +300,12 @@ class DistributionTransformer(nn.Module):
                 f"prior has {means.shape[-2]} components but this network was trained with at most "
                 f"{self.max_components}; merge or prune components first"
             )
-        x = torch.as_tensor(x, dtype=means.dtype)
+        try:
+            x = torch.as_tensor(x, dtype=means.dtype) if not isinstance(x, (str, bytes, dict)) else None
+        except (TypeError, ValueError, RuntimeError):
+            x = None
+        if x is None:
+            raise PriorfitValidationError("x must be a tensor or array of observations (n, Dx)")
         one_prior, one_data_set = means.dim() == 2, x.dim() < 3
         raw_dim = getattr(self.likelihood, "x_dim", self.x_dim)
         if one_prior and one_data_set:  # (n, Dx), or a single observation (Dx,)

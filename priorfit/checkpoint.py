@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from priorfit._files import atomic_write
+from priorfit._validation import check_device
 from priorfit.errors import CheckpointError, PriorfitValidationError
 
 __all__ = [
@@ -95,6 +96,8 @@ def load_checkpoint(
     from priorfit.hub import resolve_checkpoint
     from priorfit.registry import check_config
 
+    trusted_targets = _trusted(trusted_targets)
+    check_device(map_location, "map_location")
     path = resolve_checkpoint(name_or_path)
     task_name, hparams, state = _read(path)
     task_cls = _task_class(task_name, path)
@@ -102,7 +105,7 @@ def load_checkpoint(
         check_config(hparams, trusted_targets=trusted_targets, where="hyper_parameters")
         if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
             hparams = {**hparams, "borders": state["head.borders"]}
-        task = task_cls(**hparams, trusted_targets=frozenset(trusted_targets))
+        task = task_cls(**hparams, trusted_targets=trusted_targets)
     except CheckpointError as error:
         raise type(error)(f"{path}: {error}") from None
     except (PriorfitValidationError, TypeError) as error:  # a stored setting the classes reject
@@ -157,6 +160,7 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     from priorfit.networks.transformer import PFNTransformer
     from priorfit.registry import build, check_config, resolve_target
 
+    check_device(map_location, "map_location")
     path = resolve_checkpoint(name_or_path)
     task_name, hparams, state = _read(path)
     network_config = hparams.get("network")
@@ -182,6 +186,21 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     weights = {key: value for key, value in state.items() if key.startswith(("network.", "head."))}
     _load_state(model, weights, f"{path}: weights do not match the stored configuration")
     return model.to(map_location).eval()
+
+
+def _trusted(names) -> frozenset[str]:
+    if isinstance(names, str) or not all(isinstance(name, str) for name in _iterable(names)):
+        raise CheckpointError(
+            f"trusted_targets must be a set of class names such as {{'my_priors.SineWaves'}}, got {names!r:.60}"
+        )
+    return frozenset(names)
+
+
+def _iterable(values) -> list:
+    try:
+        return list(values)
+    except TypeError:
+        return [None]
 
 
 def _load_state(module: torch.nn.Module, state: dict, problem: str) -> None:

@@ -8,6 +8,7 @@ __all__ = [
     "InvalidHyperparameterError",
     "CheckpointError",
     "UntrustedTargetError",
+    "PriorfitTypeError",
 ]
 
 
@@ -29,3 +30,8 @@ class CheckpointError(PriorfitValidationError):
 
 class UntrustedTargetError(CheckpointError):
     """A stored configuration names a class that is not on priorfit's allow list and was not trusted explicitly."""
+
+
+class PriorfitTypeError(TypeError, PriorfitError):
+    """A value of a type the call cannot take at all (a dict in a table cell); a ``TypeError``, as scikit-learn
+    expects."""

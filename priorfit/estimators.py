@@ -21,11 +21,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from priorfit._validation import check_device
 from priorfit.checkpoint import PFNModel, load_pfn
 from priorfit.errors import PriorfitValidationError
 from priorfit.hub import file_identity, resolve_checkpoint
 from priorfit.networks.bar_distribution import BarDistribution
-from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder
+from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder, check_table
 
 __all__ = ["PFNClassifier", "PFNRegressor", "PretrainingLimitError", "MAX_TRAIN_ROWS"]
 
@@ -144,7 +145,7 @@ class _TabularPFN(BaseEstimator):
         self.context_y_ = torch.tensor(y_context, dtype=torch.float32, device=self.device)
 
     def _load_model(self) -> PFNModel:
-        name = str(self.checkpoint) if self.checkpoint is not None else self._default_checkpoint
+        name = self.checkpoint if self.checkpoint is not None else self._default_checkpoint
         model = _cached_model(name, str(self.device))
         if model.objective != self._objective:
             raise PriorfitValidationError(
@@ -168,7 +169,7 @@ class _TabularPFN(BaseEstimator):
     # ------------------------------------------------------------------------------- prediction
     def _validate_query(self, X) -> torch.Tensor:
         check_is_fitted(self, "members_")
-        X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite="allow-nan")
+        X = validate_data(self, check_table(X), reset=False, dtype=None, ensure_all_finite="allow-nan")
         encoded = self.encoder_.transform(X)
         if np.isinf(encoded).any():
             raise ValueError("X contains infinity; replace it (NaN is allowed and imputed)")
@@ -198,6 +199,8 @@ class _TabularPFN(BaseEstimator):
         return torch.cat(outputs, dim=1)
 
     def _fit_input(self, X, y, **kwargs):
+        check_device(self.device)
+        X = check_table(X)
         return validate_data(self, X, y, dtype=None, ensure_all_finite="allow-nan", ensure_min_samples=2, **kwargs)
 
 
@@ -297,10 +300,17 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
     _default_checkpoint = "tabular-reg-small"
 
     def fit(self, X, y) -> PFNRegressor:
+        if y is not None and not _is_numeric(y):
+            raise PriorfitValidationError("y must be numeric for a regressor (use PFNClassifier for labels)")
         X, y = self._fit_input(X, y, y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
-        self.y_mean_ = float(y.mean())
-        spread = float(y.std())
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.y_mean_, spread = float(y.mean()), float(y.std())
+        if not (np.isfinite(self.y_mean_) and np.isfinite(spread) and np.abs(y).max() < 1e150):
+            raise PriorfitValidationError(
+                f"y is too large to standardise in floating point (largest |y| = {np.abs(y).max():.3g}); rescale it "
+                "first (e.g. divide by a power of ten) and scale the predictions back"
+            )
         self.y_scale_ = spread if spread > 1e-12 * max(1.0, abs(self.y_mean_)) else 1.0
         standardized = (y - self.y_mean_) / self.y_scale_
         self._fit_context(X, check_random_state(self.random_state), merge_identical=True)
@@ -320,7 +330,9 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
         per level), or ``"full"``: a dict of all of them plus ``"borders"`` and ``"probabilities"``
         (bucket edges in target units and each row's bucket probabilities)."""
         if output_type not in ("mean", "median", "mode", "quantiles", "full"):
-            raise ValueError(f"output_type must be mean, median, mode, quantiles or full, got {output_type!r}")
+            raise PriorfitValidationError(
+                f"output_type must be mean, median, mode, quantiles or full, got {output_type!r}"
+            )
         logits = self._averaged_logits(X)
         head = self.head_
         levels = _check_quantiles(quantiles)
@@ -357,19 +369,33 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
 
     def predict_log_density(self, X, y) -> np.ndarray:
         """log p(y_i | x_i, training data) for each query row, in the units of y."""
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        try:
+            y = np.asarray(y, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise PriorfitValidationError("y must be numeric (one value per query row)") from None
         logits = self._averaged_logits(X)
         if len(y) != logits.shape[0]:
-            raise ValueError(f"X has {logits.shape[0]} rows but y has {len(y)} values")
+            raise PriorfitValidationError(f"X has {logits.shape[0]} rows but y has {len(y)} values")
         if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinity")
+            raise PriorfitValidationError("y contains NaN or infinity")
         standardized = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float64, device=logits.device)
         log_density = self.head_.log_density(logits, standardized)
         return (log_density - math.log(self.y_scale_)).cpu().numpy()
 
 
+def _is_numeric(values) -> bool:
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _check_quantiles(quantiles) -> list[float]:
-    levels = [float(q) for q in np.atleast_1d(quantiles)]
+    try:
+        levels = [float(q) for q in np.atleast_1d(quantiles)]
+    except (TypeError, ValueError):
+        levels = []
     if not levels or not all(0.0 < q < 1.0 for q in levels):
-        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles!r}")
+        raise PriorfitValidationError(f"quantiles must lie strictly between 0 and 1, got {quantiles!r}")
     return levels

@@ -27,7 +27,7 @@ class GMM(MixtureSameFamily):
     """
 
     def __init__(self, weights: Tensor, means: Tensor, covs: Tensor | None = None, *, scale_tril: Tensor | None = None):
-        weights, means = torch.as_tensor(weights), torch.as_tensor(means)
+        weights, means = _as_real_tensor(weights, "weights"), _as_real_tensor(means, "means")
         if means.dim() < 2:
             raise PriorfitValidationError(f"means must have shape (..., K, D), got {tuple(means.shape)}")
         if weights.shape != means.shape[:-1]:
@@ -47,7 +47,7 @@ class GMM(MixtureSameFamily):
         if (covs is None) == (scale_tril is None):
             raise PriorfitValidationError("give exactly one of covs and scale_tril")
         if scale_tril is None:
-            covs = torch.as_tensor(covs, dtype=means.dtype)
+            covs = _as_real_tensor(covs, "covs").to(means.dtype)
             if covs.shape != (*means.shape, dim):
                 raise PriorfitValidationError(
                     f"covs have shape {tuple(covs.shape)}; expected {(*means.shape, dim)} (D × D per component)"
@@ -109,6 +109,17 @@ class GMM(MixtureSameFamily):
     def __getitem__(self, index) -> GMM:
         """The mixture(s) at a batch index."""
         return GMM.from_logits(self.mixture_distribution.logits[index], self.means[index], self.scale_tril[index])
+
+
+def _as_real_tensor(values, name: str) -> Tensor:
+    """``values`` as a real floating tensor (float64 kept); strings, None and the like are a named error."""
+    try:
+        tensor = values if isinstance(values, Tensor) else torch.as_tensor(values, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError):
+        raise PriorfitValidationError(f"GMM {name} must be a tensor of numbers, got {type(values).__name__}") from None
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise PriorfitValidationError(f"GMM {name} must be a tensor of real numbers, got {tensor.dtype}")
+    return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
 
 
 def sample_gmm(gmm: GMM, generator: torch.Generator | None = None, num_samples: int | None = None) -> Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from priorfit._validation import check_device
 from priorfit.checkpoint import PFNModel
 from priorfit.errors import PriorfitValidationError
 
@@ -47,7 +48,8 @@ class LearningCurveExtrapolator:
     # ----------------------------------------------------------------------------------- fitting
     def fit(self, t, y) -> LearningCurveExtrapolator:
         """Condition on the observed epochs ``t`` and values ``y`` of one curve or a batch of curves."""
-        self.model_ = _load(str(self.checkpoint or DEFAULT_CHECKPOINT), self.device)
+        check_device(self.device)
+        self.model_ = _load(DEFAULT_CHECKPOINT if self.checkpoint is None else self.checkpoint, self.device)
         prior = self.model_.hyper_parameters.get("prior") or {}
         if "num_epochs" not in prior:
             raise PriorfitValidationError(
@@ -140,8 +142,8 @@ class LearningCurveExtrapolator:
 
         A scalar ``t_future`` gives one probability per curve (a float for a single curve).
         """
-        if not np.isfinite(threshold):
-            raise PriorfitValidationError(f"threshold must be a finite number, got {threshold!r}")
+        if isinstance(threshold, (bool, str, bytes)) or np.ndim(threshold) != 0 or not _finite_number(threshold):
+            raise PriorfitValidationError(f"threshold must be one finite number, got {threshold!r:.60}")
         epochs = self.num_epochs_ if t_future is None else t_future
         logits = self._logits(epochs)
         threshold_tensor = torch.full(logits.shape[:-1], float(threshold), dtype=logits.dtype, device=logits.device)
@@ -152,7 +154,14 @@ class LearningCurveExtrapolator:
         return self._output(probability)
 
 
-def _load(checkpoint: str, device: str) -> PFNModel:
+def _finite_number(value) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _load(checkpoint: str | os.PathLike, device: str) -> PFNModel:
     # shares the estimators' cache, so switching between them does not reload weights
     from priorfit.estimators import _cached_model
 
@@ -164,6 +173,8 @@ def _load(checkpoint: str, device: str) -> PFNModel:
 
 def _as_float_array(values, name: str) -> np.ndarray:
     try:
+        if np.asarray(values).dtype.kind in "USOb":  # text ("10"), objects and booleans are not epochs or scores
+            raise TypeError
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         raise PriorfitValidationError(f"{name} must be numeric, got {type(values).__name__}") from None

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from priorfit._validation import as_float_tensor, check_float, check_int
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
@@ -79,6 +80,26 @@ class AmortizedPosterior:
             raise InvalidHyperparameterError(f"estimator must be 'flow', 'gmm' or 'score', got {estimator!r}")
         if iid_method not in ("gauss", "geffner"):
             raise InvalidHyperparameterError(f"iid_method must be 'gauss' or 'geffner', got {iid_method!r}")
+        if logger not in ("wandb", "csv", None):
+            raise InvalidHyperparameterError(f"logger must be 'wandb', 'csv' or None, got {logger!r}")
+        if network is not None and not isinstance(network, dict):
+            raise InvalidHyperparameterError(
+                f"network must be a dict of network settings, got {type(network).__name__}"
+            )
+        _check_num_iid(num_iid)
+        check_int(max_epochs, "max_epochs", minimum=1)
+        check_int(patience, "patience", minimum=0)
+        check_int(batch_size, "batch_size", minimum=1)
+        check_float(lr, "lr", minimum=0, open_minimum=True)
+        check_float(
+            validation_fraction, "validation_fraction", minimum=0, maximum=1, open_minimum=True, open_maximum=True
+        )
+        check_int(seed, "seed")
+        check_float(fisher_weight, "fisher_weight", minimum=0)
+        if sampling_steps is not None:
+            check_int(sampling_steps, "sampling_steps", minimum=1)
+        if lr_plateau_patience is not None:
+            check_int(lr_plateau_patience, "lr_plateau_patience", minimum=0)
         self.estimator = estimator
         self.num_iid = num_iid
         self.network_kwargs = dict(network or {})
@@ -108,8 +129,14 @@ class AmortizedPosterior:
         """Simulate ``num_simulations`` parameter draws (``num_iid`` observations each) and train on them."""
         from priorfit.priors.simulator import SimulatorPrior
 
-        if not isinstance(num_simulations, int) or num_simulations < 10:
-            raise InvalidHyperparameterError(f"num_simulations must be an integer >= 10, got {num_simulations!r}")
+        check_int(num_simulations, "num_simulations", minimum=10)
+        if not hasattr(prior, "sample"):
+            raise PriorfitValidationError(
+                f"prior must be a distribution with sample() (e.g. torch.distributions or sbi's BoxUniform), got "
+                f"{type(prior).__name__}"
+            )
+        if not callable(simulator):
+            raise PriorfitValidationError(f"simulator must be a function θ -> x, got {type(simulator).__name__}")
         simulator_prior = SimulatorPrior(prior, simulator, num_iid=self.num_iid)
         simulations = simulate_budget(simulator_prior, num_simulations, 1, seed=self.seed)
         self.fit_simulations(*simulations, prior=prior)
@@ -124,7 +151,8 @@ class AmortizedPosterior:
         Rows with infinite values or no observations are dropped (``num_dropped_``); NaN rows pad sets of
         different sizes.
         """
-        theta, x = torch.as_tensor(theta, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32)
+        theta = as_float_tensor(theta, "theta", allow_nan=True, allow_inf=True)
+        x = as_float_tensor(x, "x", allow_nan=True, allow_inf=True)
         x = x.unsqueeze(1) if x.dim() == 2 else x
         if theta.dim() != 2 or x.dim() != 3 or len(theta) != len(x):
             raise PriorfitValidationError(
@@ -136,6 +164,11 @@ class AmortizedPosterior:
         self.num_dropped_ = int((~finite).sum())
         if self.num_dropped_:
             theta, x = theta[finite], x[finite]
+        if len(theta) < 2:
+            raise PriorfitValidationError(
+                f"no usable simulations: {len(theta)} of {len(finite)} rows are finite with at least one observation; "
+                "training needs at least 2 (check the simulator for NaN / infinite outputs)"
+            )
         pl.seed_everything(self.seed, verbose=False)
         datamodule = SimulationDataModule(
             simulations=(theta, x),
@@ -205,7 +238,7 @@ class AmortizedPosterior:
     def _observations(self, x_obs: Tensor) -> Tensor:
         """One set of n observations as (1, n, Dx); a (Dx,) vector is one observation."""
         network = self._network()
-        x = torch.as_tensor(x_obs, dtype=torch.float32)
+        x = as_float_tensor(x_obs, "x_obs")
         x = network.check_x(x.unsqueeze(0) if x.dim() == 1 else x)
         if x.shape[0] != 1:
             raise PriorfitValidationError(
@@ -221,6 +254,7 @@ class AmortizedPosterior:
         fraction kept (a low rate means the posterior leaks mass outside the prior, as sbi warns).
         """
         network = self._network()
+        check_int(num_samples, "num_samples", minimum=1)
         x = self._observations(x_obs)
         if self.estimator == "score":
             iid_method = getattr(self, "iid_method", "gauss")
@@ -256,7 +290,7 @@ class AmortizedPosterior:
     def log_prob(self, theta: Tensor, x_obs: Tensor) -> Tensor:
         """log q(θ | x_obs) for each row of θ (M, Dθ), given one set x_obs (n, Dx) (not renormalised to the prior)."""
         network = self._density_network()
-        theta = torch.as_tensor(theta, dtype=torch.float32)
+        theta = as_float_tensor(theta, "theta")
         theta = theta.unsqueeze(0) if theta.dim() == 1 else theta
         if theta.dim() != 2 or theta.shape[-1] != network.theta_dim:
             raise PriorfitValidationError(f"θ must have shape (M, {network.theta_dim}), got {tuple(theta.shape)}")
@@ -266,6 +300,9 @@ class AmortizedPosterior:
     def map(self, x_obs: Tensor, *, num_candidates: int = 1000, steps: int = 100, lr: float = 0.01) -> Tensor:
         """The posterior mode: gradient ascent on log q(θ | x_obs) from the best of ``num_candidates`` samples."""
         network = self._density_network()
+        check_int(num_candidates, "num_candidates", minimum=1)
+        check_int(steps, "steps", minimum=0)
+        check_float(lr, "lr", minimum=0, open_minimum=True)
         x = self._observations(x_obs)
         with torch.no_grad():
             distribution = network(x)
@@ -328,6 +365,17 @@ class AmortizedPosterior:
             restored.load_state_dict(weights)
             state["task_"] = restored.eval()
         self.__dict__.update(state)
+
+
+def _check_num_iid(num_iid) -> None:
+    """``num_iid``: a positive int or a (low, high) pair of them with low <= high."""
+    pair = isinstance(num_iid, (tuple, list)) and len(num_iid) == 2
+    values = list(num_iid) if pair else [num_iid]
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+    if not ok or (pair and values[0] > values[1]):
+        raise InvalidHyperparameterError(
+            f"num_iid must be a positive integer or a (low, high) pair with 1 <= low <= high, got {num_iid!r}"
+        )
 
 
 class _ScoreSampler:

@@ -9,18 +9,62 @@ permutation and, past the feature limit, a feature subset.
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OrdinalEncoder, QuantileTransformer, RobustScaler, StandardScaler
 
-__all__ = ["TableEncoder", "MemberView", "NUMERIC_TRANSFORMS"]
+from priorfit.errors import PriorfitTypeError, PriorfitValidationError
+
+__all__ = ["TableEncoder", "MemberView", "NUMERIC_TRANSFORMS", "check_table"]
 
 NUMERIC_TRANSFORMS = ("standard", "robust", "quantile")
 # categorical codes are passed as 0..L-1 like the SCM prior's; columns with more levels are treated as numbers
 MAX_CATEGORICAL_LEVELS = 16
 CLIP = 5.0
+
+
+_TIME_TYPES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
+
+
+def check_table(X: Any) -> Any:
+    """A user's table made safe to encode: dates and times refused by column, pandas' nullable columns
+    (``Int64``, ``Float64``, ``boolean`` with ``pd.NA``) turned into floats with NaN for missing."""
+    if hasattr(X, "iloc") and hasattr(X, "dtypes"):  # a pandas DataFrame
+        converted = {}
+        for name, dtype in X.dtypes.items():
+            if getattr(dtype, "kind", "") in "mM" or "datetime" in str(dtype) or "period" in str(dtype).lower():
+                raise _time_column(repr(name), str(dtype))
+            if _is_nullable_number(dtype):
+                converted[name] = X[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            elif getattr(dtype, "kind", "") == "O":
+                _refuse_times(X[name].to_numpy(), repr(name))
+        return X.assign(**converted) if converted else X
+    array = np.asarray(X) if not hasattr(X, "dtype") else X
+    if getattr(array, "dtype", None) is not None and array.dtype.kind in "mM":
+        raise _time_column("(all columns)", str(array.dtype))
+    if getattr(array, "dtype", None) is not None and array.dtype.kind == "O" and array.ndim == 2:
+        for index in range(array.shape[1]):
+            _refuse_times(array[:, index], f"{index}")
+    return X
+
+
+def _is_nullable_number(dtype) -> bool:
+    return str(dtype) in ("boolean", "Float32", "Float64") or str(dtype).startswith(("Int", "UInt"))
+
+
+def _refuse_times(column: np.ndarray, name: str) -> None:
+    if any(isinstance(value, _TIME_TYPES) for value in column):
+        raise _time_column(name, "date/time objects")
+
+
+def _time_column(name: str, kind: str) -> PriorfitValidationError:
+    return PriorfitValidationError(
+        f"column {name} holds dates or times ({kind}); the PFN reads numbers and categories only. Convert it "
+        "first (e.g. days since a reference date, or day of week as a category) or drop it."
+    )
 
 
 def _is_categorical_dtype(dtype) -> bool:
@@ -60,7 +104,13 @@ class TableEncoder:
             out[:, categorical] = codes
         for i, is_cat in enumerate(self.categorical_):
             if not is_cat:
-                out[:, i] = np.asarray(columns[i], dtype=np.float64)
+                try:
+                    out[:, i] = np.asarray(columns[i], dtype=np.float64)
+                except (TypeError, ValueError):
+                    bad = next(v for v in columns[i] if not _is_number(v))
+                    raise PriorfitValidationError(
+                        f"column {i} was numeric in fit but holds {bad!r:.40}: give numbers there (NaN for missing)"
+                    ) from None
         return out
 
 
@@ -80,6 +130,14 @@ def _maybe_numeric(column: np.ndarray) -> np.ndarray:
         return column
 
 
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _strings(column: np.ndarray) -> np.ndarray:
     """Categories as strings, with None/NaN kept as NaN so the encoder treats them as missing."""
     cells = []
@@ -89,9 +147,9 @@ def _strings(column: np.ndarray) -> np.ndarray:
         elif isinstance(value, (str, bytes, bool, int, float, np.generic)):
             cells.append(str(value))
         else:
-            raise TypeError(
+            raise PriorfitTypeError(
                 f"table cells must be numbers or strings (argument must be a string or a number), "
-                f"got a {type(value).__name__}: {value!r}"
+                f"got a {type(value).__name__}: {value!r:.40}"
             )
     return np.array(cells, dtype=object)
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from priorfit._validation import check_float, check_int
 from priorfit.checkpoint import export_checkpoint, load_weights
+from priorfit.errors import InvalidHyperparameterError, PriorfitError
 from priorfit.registry import targets_in
 from priorfit.runs import (
     RUN_SUFFIX,
@@ -42,9 +47,37 @@ def build(cfg: DictConfig) -> tuple[pl.LightningModule, pl.LightningDataModule]:
     prior = OmegaConf.to_container(cfg.prior, resolve=True)
     network = OmegaConf.to_container(cfg.network, resolve=True)
     trusted = sorted(targets_in(prior) | targets_in(network))
-    task = instantiate(cfg.task, prior=prior, network=network, trusted_targets=trusted, _recursive_=False)
-    datamodule = instantiate(cfg.data, prior=task.prior)
+    data_settings = OmegaConf.to_container(cfg.data, resolve=True)
+    data_class = get_class(data_settings.pop("_target_"))
+    if hasattr(data_class, "check_settings"):  # before the task draws bucket borders or the data module simulates
+        data_class.check_settings(**data_settings)
+    task = _instantiate(cfg.task, prior=prior, network=network, trusted_targets=trusted, _recursive_=False)
+    datamodule = _instantiate(cfg.data, prior=task.prior)
     return task, datamodule
+
+
+def _instantiate(config: DictConfig, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate`` with a bad setting reported as the named error it is, not wrapped by Hydra."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, PriorfitError):
+            raise cause from None
+        if isinstance(cause, (TypeError, ValueError, MisconfigurationException)):
+            raise InvalidHyperparameterError(f"{config.get('_target_')}: {cause}") from None
+        raise
+
+
+def _check_trainer_settings(trainer: DictConfig) -> None:
+    """The trainer settings users override most, checked before anything is built."""
+    if trainer.get("max_steps") is not None:
+        check_int(trainer.max_steps, "trainer.max_steps", minimum=-1)
+    if trainer.get("max_epochs") is not None:
+        check_int(trainer.max_epochs, "trainer.max_epochs", minimum=-1)
+    interval = trainer.get("val_check_interval")
+    if interval is not None and not (isinstance(interval, int) and interval >= 1):
+        check_float(interval, "trainer.val_check_interval", minimum=0, maximum=1, open_minimum=True)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -53,6 +86,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
+    _check_trainer_settings(cfg.trainer)
     check_resume_path(cfg.get("ckpt_path"))
     check_run_folder(output_dir, overwrite=bool(cfg.get("overwrite", False)))
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +99,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     logger = instantiate(cfg.logger) if _enabled(cfg.get("logger")) else False
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if _enabled(c)]
     on_sigterm = CheckpointOnSigterm(output_dir / "checkpoints")
-    trainer: pl.Trainer = instantiate(
+    trainer: pl.Trainer = _instantiate(
         cfg.trainer, logger=logger, callbacks=[*callbacks, on_sigterm], plugins=[AtomicCheckpointIO()]
     )
     if logger:
@@ -119,7 +153,11 @@ def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Entry point of ``priorfit-train``."""
     os.environ.setdefault("WANDB_SILENT", "true")
-    metrics, _ = train(cfg)
+    try:
+        metrics, _ = train(cfg)
+    except PriorfitError as error:  # a user mistake: the message, not a stack trace
+        print(f"priorfit-train: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     return metrics.get(cfg.get("optimized_metric"))
 
 

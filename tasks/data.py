@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from priorfit._validation import check_int
+from priorfit.errors import InvalidHyperparameterError
 from priorfit.priors.base import Batch, Prior
 
 __all__ = ["PriorStream", "FixedPriorSet", "PriorDataModule", "batch_seed"]
@@ -122,11 +124,15 @@ class PriorDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        max_context = num_points - 1 if max_context is None else max_context
-        if not 1 <= min_context <= max_context < num_points:
-            raise ValueError(
-                f"need 1 <= min_context <= max_context < num_points, got {min_context}, {max_context}, {num_points}"
-            )
+        max_context = self.check_settings(
+            batch_size=batch_size,
+            num_points=num_points,
+            min_context=min_context,
+            max_context=max_context,
+            val_batches=val_batches,
+            val_batch_size=val_batch_size,
+            num_workers=num_workers,
+        )
         self.prior = prior
         self.batch_size = batch_size
         self.num_points = num_points
@@ -139,6 +145,33 @@ class PriorDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.next_index = 0  # first training batch index not yet consumed
         self._val_set: FixedPriorSet | None = None
+
+    @staticmethod
+    def check_settings(
+        *,
+        batch_size: int = 64,
+        num_points: int = 60,
+        min_context: int = 1,
+        max_context: int | None = None,
+        val_batches: int = 8,
+        val_batch_size: int = 64,
+        num_workers: int = 0,
+        **_: Any,
+    ) -> int:
+        """Named errors for impossible settings (``priorfit-train`` calls it before building anything); returns
+        the effective ``max_context``."""
+        check_int(batch_size, "data.batch_size", minimum=1)
+        check_int(num_points, "data.num_points", minimum=2)
+        check_int(min_context, "data.min_context", minimum=1)
+        check_int(val_batches, "data.val_batches", minimum=1)
+        check_int(val_batch_size, "data.val_batch_size", minimum=1)
+        check_int(num_workers, "data.num_workers", minimum=0)
+        max_context = num_points - 1 if max_context is None else check_int(max_context, "data.max_context", minimum=1)
+        if not 1 <= min_context <= max_context < num_points:
+            raise InvalidHyperparameterError(
+                f"need 1 <= min_context <= max_context < num_points, got {min_context}, {max_context}, {num_points}"
+            )
+        return max_context
 
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)

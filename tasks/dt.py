@@ -11,7 +11,7 @@ from torch import Tensor
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build
-from priorfit.tasks.pfn import adamw_warmup_cosine, plain_config
+from priorfit.tasks.pfn import adamw_warmup_cosine, check_optimizer_settings, plain_config
 
 __all__ = ["DTTask"]
 
@@ -46,6 +46,7 @@ class DTTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
+        check_optimizer_settings(lr, weight_decay, warmup_steps, min_lr_ratio)
         self.save_hyperparameters(
             {
                 "prior": prior,

@@ -11,13 +11,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from priorfit._validation import check_float, check_int
+from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
-from priorfit.registry import build
+from priorfit.registry import build, check_config
 
-__all__ = ["PFNTask", "warmup_cosine", "adamw_warmup_cosine"]
+__all__ = ["PFNTask", "warmup_cosine", "adamw_warmup_cosine", "check_optimizer_settings"]
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -44,6 +46,14 @@ def adamw_warmup_cosine(
         optimizer, lambda step: warmup_cosine(step, warmup_steps, total, min_lr_ratio)
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def check_optimizer_settings(lr: float, weight_decay: float, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> None:
+    """Named errors for impossible AdamW / schedule settings, before any prior data is drawn."""
+    check_float(lr, "lr", minimum=0, open_minimum=True)
+    check_float(weight_decay, "weight_decay", minimum=0)
+    check_int(warmup_steps, "warmup_steps", minimum=0)
+    check_float(min_lr_ratio, "min_lr_ratio", minimum=0, maximum=1)
 
 
 def plain_config(config: Any) -> Any:
@@ -95,6 +105,16 @@ class PFNTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
+        check_optimizer_settings(lr, weight_decay, warmup_steps, min_lr_ratio)
+        check_config({"prior": prior, "network": network}, trusted_targets=trusted_targets)
+        if objective not in ("regression", "classification"):
+            raise InvalidHyperparameterError(f"objective must be 'regression' or 'classification', got {objective!r}")
+        check_int(num_buckets, "num_buckets", minimum=2, maximum=100_000)
+        check_int(num_classes, "num_classes", minimum=2, maximum=10_000)
+        check_int(border_datasets, "border_datasets", minimum=1, maximum=1_000_000)
+        check_int(border_points, "border_points", minimum=1, maximum=100_000)
+        if len(betas) != 2 or not all(0 <= check_float(b, "betas") < 1 for b in betas):
+            raise InvalidHyperparameterError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.save_hyperparameters(
             {
                 "prior": prior,

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
+from priorfit._validation import check_float, check_int
 from priorfit.errors import InvalidHyperparameterError, PriorfitError
 from priorfit.priors.base import Batch
 from priorfit.registry import build
 from priorfit.robustness import fisher_penalty
-from priorfit.tasks.pfn import plain_config
+from priorfit.tasks.pfn import check_optimizer_settings, plain_config
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
 
@@ -60,6 +61,9 @@ class PosteriorTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
+        check_optimizer_settings(lr, weight_decay)
+        if lr_plateau_patience is not None:
+            check_int(lr_plateau_patience, "lr_plateau_patience", minimum=0)
         prior_config = dict(prior) if isinstance(prior, dict) else None
         if prior_config and "_target_" in prior_config:
             self.prior = build(prior_config, trusted_targets=trusted_targets)
@@ -204,6 +208,12 @@ class SimulationDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self.check_settings(
+            num_simulations=num_simulations if simulations is None else 2,
+            num_points=num_points,
+            batch_size=batch_size,
+            validation_fraction=validation_fraction,
+        )
         if simulations is None:
             if prior is None:
                 raise InvalidHyperparameterError("SimulationDataModule needs a prior or precomputed simulations")
@@ -222,6 +232,23 @@ class SimulationDataModule(pl.LightningDataModule):
         )
         self.batch_size = batch_size
         self.seed = seed
+
+    @staticmethod
+    def check_settings(
+        *,
+        num_simulations: int = 10_000,
+        num_points: int = 1,
+        batch_size: int = 200,
+        validation_fraction: float = 0.1,
+        **_: Any,
+    ) -> None:
+        """Named errors for impossible settings (``priorfit-train`` calls it before anything is simulated)."""
+        check_int(num_simulations, "data.num_simulations", minimum=2)
+        check_int(num_points, "data.num_points", minimum=1)
+        check_int(batch_size, "data.batch_size", minimum=1)
+        check_float(
+            validation_fraction, "data.validation_fraction", minimum=0, maximum=1, open_minimum=True, open_maximum=True
+        )
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)

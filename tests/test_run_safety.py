@@ -136,7 +136,8 @@ def test_a_finished_run_is_never_overwritten_without_the_switch(tmp_path):
 
 def test_run_folders_differ_between_processes():
     script = "from priorfit.runs import RUN_SUFFIX; print(RUN_SUFFIX)"
-    suffixes = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout for _ in "ab"}
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    suffixes = {process.communicate(timeout=120)[0] for process in processes}
     assert len(suffixes) == 2
     text = (Path(__import__("priorfit.conf").conf.__file__).parent / "train.yaml").read_text()
     assert text.count("%H-%M-%S}-${run_suffix:}") == 2  # hydra.run.dir and hydra.sweep.dir

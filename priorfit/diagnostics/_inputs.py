@@ -9,7 +9,17 @@ from priorfit.errors import PriorfitValidationError
 
 
 def as_tensor(values, name: str, *, check_finite: bool = True) -> Tensor:
-    tensor = torch.as_tensor(values)
+    """Numbers as a float32 / float64 tensor (integers become float64); other input is a named error."""
+    try:
+        tensor = torch.as_tensor(values) if not isinstance(values, (str, bytes, dict)) else None
+    except (TypeError, ValueError, RuntimeError):
+        tensor = None
+    if tensor is None or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise PriorfitValidationError(f"{name} must be a numeric tensor or array, got {type(values).__name__}")
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        raise PriorfitValidationError(
+            f"{name} is {tensor.dtype}: too coarse for coverage counts (ties); pass float32 or float64, e.g. .float()"
+        )
     if not tensor.is_floating_point():
         tensor = tensor.double()
     if check_finite and not torch.isfinite(tensor).all():

@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
+from priorfit._validation import check_int
 from priorfit.diagnostics._inputs import as_tensor
 from priorfit.errors import PriorfitValidationError
 
@@ -58,6 +59,7 @@ def c2st(
 ) -> C2STResult:
     """C2ST accuracy between ``samples`` (N, D) and ``reference`` (M, D) samples of the same D."""
     samples, reference = as_tensor(samples, "samples"), as_tensor(reference, "reference")
+    check_int(folds, "folds", minimum=2)
     if samples.dim() == 1:
         samples, reference = samples.unsqueeze(-1), reference.unsqueeze(-1)
     if samples.dim() != 2 or reference.dim() != 2 or samples.shape[1] != reference.shape[1]:

@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from priorfit._validation import check_int
 from priorfit.diagnostics._inputs import check_samples_and_truth
 
 __all__ = ["SBCResult", "sbc"]
@@ -89,6 +90,8 @@ def sbc(samples: Tensor, theta_true: Tensor, *, num_bins: int | None = None, see
     the jitter that makes the discrete ranks continuous for the KS test.
     """
     samples, theta_true = check_samples_and_truth(samples, theta_true)
+    if num_bins is not None:
+        check_int(num_bins, "num_bins", minimum=2)
     num_samples, num_posteriors, dims = samples.shape
     ranks = (samples < theta_true).sum(0)  # (B, D)
     num_bins = num_bins or int(min(20, max(2, num_posteriors // 20)))

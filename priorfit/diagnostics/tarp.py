@@ -18,6 +18,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from priorfit._validation import check_int
 from priorfit.diagnostics._inputs import as_tensor, check_samples_and_truth
 from priorfit.errors import PriorfitValidationError
 
@@ -216,6 +217,9 @@ def tarp(
         seed: seeds the references and the bootstrap.
     """
     samples, theta_true = check_samples_and_truth(samples, theta_true, check_finite=False)
+    if num_bins is not None:
+        check_int(num_bins, "num_bins", minimum=1)
+    check_int(num_bootstrap, "num_bootstrap", minimum=0)
     generator = torch.Generator().manual_seed(seed)
     if references is None:
         references = torch.rand(theta_true.shape, generator=generator, dtype=theta_true.dtype)
