@@ -345,6 +345,10 @@ class DistributionTransformer(nn.Module):
 
     def filter(self, prior, stream: Iterable) -> list:
         """Sequential updates: each batch of observations turns the current posterior into the next prior."""
+        if isinstance(stream, (str, bytes)) or not hasattr(stream, "__iter__"):
+            raise PriorfitValidationError(
+                f"stream must be an iterable of observation batches (e.g. x.split(1)), got {type(stream).__name__}"
+            )
         posteriors = []
         current = prior
         for x in stream:

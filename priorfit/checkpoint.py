@@ -52,7 +52,10 @@ def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike, *, overwri
         "hyper_parameters": json.dumps(dict(task.hparams)),
     }
     tensors = {name: value.detach().cpu().contiguous() for name, value in task.state_dict().items()}
-    atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
+    try:
+        atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
+    except OSError as error:
+        raise CheckpointError(f"cannot write the checkpoint {path}: {error}") from None
     return path
 
 

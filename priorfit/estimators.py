@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from priorfit._validation import check_device
+from priorfit._validation import check_device, check_float
 from priorfit.checkpoint import PFNModel, load_pfn
 from priorfit.errors import PriorfitValidationError
 from priorfit.hub import file_identity, resolve_checkpoint
@@ -94,8 +94,7 @@ class _TabularPFN(BaseEstimator):
         """
         if not isinstance(self.n_estimators, (int, np.integer)) or self.n_estimators < 1:
             raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
-        if not self.max_memory_mb > 0:
-            raise ValueError(f"max_memory_mb must be positive, got {self.max_memory_mb!r}")
+        check_float(self.max_memory_mb, "max_memory_mb", minimum=0, open_minimum=True)
         transforms = self.numeric_transforms
         if isinstance(transforms, str) or not transforms or any(t not in NUMERIC_TRANSFORMS for t in transforms):
             raise ValueError(f"numeric_transforms must be a sequence of {NUMERIC_TRANSFORMS}, got {transforms!r}")
@@ -111,6 +110,7 @@ class _TabularPFN(BaseEstimator):
         if num_features > max_features:
             self._limit("features", num_features, max_features)
         self.encoder_ = TableEncoder()
+        self.encoder_.column_names = getattr(self, "feature_names_in_", None)
         encoded = self.encoder_.fit_transform(X)
         # columns constant on the training rows carry no information; the network never sees them
         informative = np.flatnonzero(np.ptp(encoded, axis=0) > 0) if num_rows else np.arange(num_features)

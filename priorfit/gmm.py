@@ -58,6 +58,19 @@ class GMM(MixtureSameFamily):
             if (info > 0).any():
                 bad = torch.nonzero(info > 0)[0].tolist()
                 raise PriorfitValidationError(f"GMM covariance at index {bad} is not positive definite")
+        else:
+            scale_tril = _as_real_tensor(scale_tril, "scale_tril").to(means.dtype)
+            if scale_tril.shape != (*means.shape, dim):
+                raise PriorfitValidationError(
+                    f"scale_tril has shape {tuple(scale_tril.shape)}; expected {(*means.shape, dim)} "
+                    "(one D × D factor per component)"
+                )
+            diagonal = torch.diagonal(scale_tril, dim1=-2, dim2=-1)
+            lower = torch.equal(scale_tril, scale_tril.tril())
+            if not (torch.isfinite(scale_tril).all() and lower and (diagonal > 0).all()):
+                raise PriorfitValidationError(
+                    "scale_tril must be finite Cholesky factors: lower triangular with a positive diagonal"
+                )
         super().__init__(
             Categorical(probs=weights), MultivariateNormal(means, scale_tril=scale_tril), validate_args=False
         )

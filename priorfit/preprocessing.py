@@ -79,6 +79,8 @@ class TableEncoder:
     categories and NaN become the imputed value. ``categorical_`` marks the encoded columns.
     """
 
+    column_names: np.ndarray | None = None  # the table's column names, where it had any (for error messages)
+
     def fit(self, X) -> TableEncoder:
         columns = _columns(X)
         self.categorical_ = np.array([_is_categorical_dtype(np.asarray(col).dtype) for col in columns], dtype=bool)
@@ -108,8 +110,9 @@ class TableEncoder:
                     out[:, i] = np.asarray(columns[i], dtype=np.float64)
                 except (TypeError, ValueError):
                     bad = next(v for v in columns[i] if not _is_number(v))
+                    name = repr(self.column_names[i]) if self.column_names is not None else i
                     raise PriorfitValidationError(
-                        f"column {i} was numeric in fit but holds {bad!r:.40}: give numbers there (NaN for missing)"
+                        f"column {name} was numeric in fit but holds {bad!r:.40}: give numbers there (NaN for missing)"
                     ) from None
         return out
 

@@ -245,6 +245,14 @@ ROWS = [
     ("clf-predict-width", lambda c: c["clf"].predict(np.zeros((2, 4))), ValueError, "features"),
     ("clf-predict-inf", lambda c: c["clf"].predict(np.full((2, 3), np.inf)), ValueError, "infinity"),
     ("clf-predict-strings", lambda c: c["clf"].predict([["a", "b", "c"]]), Invalid, "column"),
+    (
+        "clf-predict-string-in-named-column",
+        lambda c: (
+            PFNClassifier(n_estimators=1).fit(_frame(a=X3[:, 0], b=X3[:, 1]), Y3).predict(_frame(a=["x"], b=[1.0]))
+        ),
+        Invalid,
+        "column 'a'",
+    ),
     ("clf-predict-1d", lambda c: c["clf"].predict(np.zeros(3)), ValueError, "2D array"),
     ("clf-predict-empty", lambda c: c["clf"].predict(np.zeros((0, 3))), ValueError, "0 sample"),
     ("reg-y-strings", lambda c: PFNRegressor().fit(X3, ["a"] * 10), Invalid, "numeric"),
@@ -424,6 +432,29 @@ ROWS = [
     ("c2st-nan", lambda c: c2st(torch.full((20, 2), math.nan), torch.zeros(20, 2)), Invalid, "NaN"),
     ("c2st-folds", lambda c: c2st(torch.randn(20, 2), torch.randn(20, 2), folds=1), Invalid, "folds"),
     ("c2st-strings", lambda c: c2st("a", "b"), Invalid, "numeric"),
+]
+
+# found by a second pass with inputs outside the first list
+ROWS += [
+    ("save-unwritable", lambda c: c["post"].save("/proc/no-such-folder/post.safetensors"), CheckpointError, "cannot"),
+    ("clf-memory-str", lambda c: PFNClassifier(max_memory_mb="1").fit(X3, Y3), Invalid, "max_memory_mb"),
+    ("gmm-scale-tril-str", lambda c: GMM(torch.ones(1), torch.zeros(1, 2), scale_tril="x"), Invalid, "scale_tril"),
+    (
+        "gmm-scale-tril-zero",
+        lambda c: GMM(torch.ones(1), torch.zeros(1, 2), scale_tril=torch.zeros(1, 2, 2)),
+        Invalid,
+        "positive diagonal",
+    ),
+    (
+        "gmm-scale-tril-upper",
+        lambda c: GMM(torch.ones(1), torch.zeros(1, 2), scale_tril=torch.tensor([[[1.0, 0.5], [0.0, 1.0]]])),
+        Invalid,
+        "lower triangular",
+    ),
+    ("dt-filter-none", lambda c: c["dt"].filter(c["prior"], None), Invalid, "iterable"),
+    ("dt-filter-string", lambda c: c["dt"].filter(c["prior"], "abc"), Invalid, "iterable"),
+    ("tarp-seed-str", lambda c: tarp(GOOD_SAMPLES, GOOD_THETA, seed="x"), Invalid, "seed"),
+    ("sbc-seed-str", lambda c: sbc(GOOD_SAMPLES, GOOD_THETA, seed="x"), Invalid, "seed"),
 ]
 
 ROW_IDS = [row[0] for row in ROWS]

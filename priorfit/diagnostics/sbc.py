@@ -92,6 +92,7 @@ def sbc(samples: Tensor, theta_true: Tensor, *, num_bins: int | None = None, see
     samples, theta_true = check_samples_and_truth(samples, theta_true)
     if num_bins is not None:
         check_int(num_bins, "num_bins", minimum=2)
+    check_int(seed, "seed")
     num_samples, num_posteriors, dims = samples.shape
     ranks = (samples < theta_true).sum(0)  # (B, D)
     num_bins = num_bins or int(min(20, max(2, num_posteriors // 20)))

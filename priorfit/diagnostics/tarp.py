@@ -220,7 +220,7 @@ def tarp(
     if num_bins is not None:
         check_int(num_bins, "num_bins", minimum=1)
     check_int(num_bootstrap, "num_bootstrap", minimum=0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_int(seed, "seed"))
     if references is None:
         references = torch.rand(theta_true.shape, generator=generator, dtype=theta_true.dtype)
         if not normalize:
