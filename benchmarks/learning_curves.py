@@ -1,6 +1,6 @@
 """Learning-curve extrapolation benchmark: LC-PFN (`lc-pfn-small`) against MCMC on the same parametric model.
 
-Held-out curves are fresh draws of the training prior (`conf/prior/learning_curves.yaml`, a seed no
+Held-out curves are fresh draws of the training prior (`priorfit/conf/prior/learning_curves.yaml`, a seed no
 training batch uses), cut after `--cutoffs` epochs. Score: the mean per-epoch log-likelihood of the
 true noisy continuation (epochs cutoff+1..100) under each method's per-epoch predictive.
 

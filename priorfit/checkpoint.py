@@ -7,6 +7,7 @@ allow list of ``priorfit.registry``, never by ``hydra.utils.instantiate``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Collection
@@ -21,6 +22,7 @@ from priorfit.errors import CheckpointError, PriorfitValidationError
 __all__ = [
     "load_checkpoint",
     "load_pfn",
+    "cached_pfn",
     "load_weights",
     "export_checkpoint",
     "is_priorfit_checkpoint",
@@ -204,6 +206,22 @@ def _iterable(values) -> list:
         return list(values)
     except TypeError:
         return [None]
+
+
+def cached_pfn(name_or_path: str | os.PathLike, device: str = "cpu") -> PFNModel:
+    """:func:`load_pfn`, built once per file and device for every estimator (a shared, read-only model).
+
+    Keyed on the file's identity (path, size, mtime, inode), not the name or path string, so a file replaced on
+    disk is read again.
+    """
+    from priorfit.hub import file_identity, resolve_checkpoint
+
+    return _pfn_of_file(file_identity(resolve_checkpoint(name_or_path)), str(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _pfn_of_file(identity: tuple, device: str) -> PFNModel:
+    return load_pfn(Path(identity[0]), map_location=device)
 
 
 def _load_state(module: torch.nn.Module, state: dict, problem: str) -> None:

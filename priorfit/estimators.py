@@ -7,10 +7,8 @@ predictive distributions. No gradient step ever happens: "fitting" is conditioni
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -22,9 +20,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from priorfit._validation import check_device, check_float
-from priorfit.checkpoint import PFNModel, load_pfn
+from priorfit.checkpoint import PFNModel, cached_pfn
 from priorfit.errors import PriorfitValidationError
-from priorfit.hub import file_identity, resolve_checkpoint
 from priorfit.networks.bar_distribution import BarDistribution
 from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder, check_table
 
@@ -37,18 +34,6 @@ DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 class PretrainingLimitError(PriorfitValidationError):
     """The data exceed what the checkpoint was trained for (features, classes or rows)."""
-
-
-def _cached_model(checkpoint: str | os.PathLike, device: str) -> PFNModel:
-    """The checkpoint's model, built once per file: keyed on the file's identity, not its name or path string,
-    so a file replaced on disk is read again."""
-    path = resolve_checkpoint(checkpoint)
-    return _model_of_file(file_identity(path), device)
-
-
-@functools.lru_cache(maxsize=8)
-def _model_of_file(identity: tuple, device: str) -> PFNModel:
-    return load_pfn(Path(identity[0]), map_location=device)
 
 
 class _TabularPFN(BaseEstimator):
@@ -146,7 +131,7 @@ class _TabularPFN(BaseEstimator):
 
     def _load_model(self) -> PFNModel:
         name = self.checkpoint if self.checkpoint is not None else self._default_checkpoint
-        model = _cached_model(name, str(self.device))
+        model = cached_pfn(name, str(self.device))
         if model.objective != self._objective:
             raise PriorfitValidationError(
                 f"checkpoint {name!r} is a {model.objective} PFN; {type(self).__name__} needs a {self._objective} one"

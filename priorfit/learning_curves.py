@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from priorfit._validation import check_device
-from priorfit.checkpoint import PFNModel
+from priorfit.checkpoint import PFNModel, cached_pfn
 from priorfit.errors import PriorfitValidationError
 
 __all__ = ["LearningCurveExtrapolator"]
@@ -162,10 +162,7 @@ def _finite_number(value) -> bool:
 
 
 def _load(checkpoint: str | os.PathLike, device: str) -> PFNModel:
-    # shares the estimators' cache, so switching between them does not reload weights
-    from priorfit.estimators import _cached_model
-
-    model = _cached_model(checkpoint, device)
+    model = cached_pfn(checkpoint, device)  # the estimators' cache too: switching between them reloads nothing
     if model.objective != "regression":
         raise PriorfitValidationError(f"checkpoint {checkpoint!r} is a classification PFN, not a learning-curve PFN")
     return model

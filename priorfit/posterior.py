@@ -130,11 +130,6 @@ class AmortizedPosterior:
         from priorfit.priors.simulator import SimulatorPrior
 
         check_int(num_simulations, "num_simulations", minimum=10)
-        if not hasattr(prior, "sample"):
-            raise PriorfitValidationError(
-                f"prior must be a distribution with sample() (e.g. torch.distributions or sbi's BoxUniform), got "
-                f"{type(prior).__name__}"
-            )
         if not callable(simulator):
             raise PriorfitValidationError(f"simulator must be a function θ -> x, got {type(simulator).__name__}")
         simulator_prior = SimulatorPrior(prior, simulator, num_iid=self.num_iid)

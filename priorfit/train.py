@@ -30,7 +30,7 @@ from priorfit.runs import (
 
 __all__ = ["train", "main"]
 
-# run folders end in a per-process suffix (conf/train.yaml): two runs started in the same second never share one
+# run folders end in a per-process suffix (priorfit/conf/train.yaml): runs started in the same second never share one
 OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX, replace=True)
 
 

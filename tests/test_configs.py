@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 from hydra.errors import MissingConfigException
 
+import priorfit.conf
 from priorfit.train import train
 from tests.helpers import TINY_NETWORK, TINY_POSTERIOR, compose_config
 
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (Path(priorfit.conf.__file__).parent / "experiment").glob("*.yaml"))
 
 
 def test_all_required_experiments_exist():
+    assert len(EXPERIMENTS) >= 10, EXPERIMENTS
     assert {"gp_tiny", "gp_rbf_1d", "gp_hyper", "bnn"} <= set(EXPERIMENTS)
 
 
