@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from priorfit import AmortizedPosterior, CheckpointError, DistributionTransformer, load_checkpoint, load_pfn
+from priorfit.checkpoint import load_weights
 from priorfit.errors import UntrustedTargetError
 from priorfit.evaluate import evaluate_checkpoint
 from priorfit.tasks.posterior import PosteriorTask, SimulationShapes
@@ -85,10 +86,16 @@ def _write(directory: Path, task_name: str, hparams: dict, state: dict, fmt: str
     return path
 
 
+def _init_from(path: Path) -> None:
+    """``priorfit-train init_from=PATH``: weights into an already built task; the stored config is never read."""
+    load_weights(load_checkpoint("pfn-gp-1d"), path)
+
+
 LOADERS = {
     "PFNTask": {
         "load_checkpoint": load_checkpoint,
         "load_pfn": load_pfn,
+        "init_from": _init_from,
         "PFNRegressor": lambda path: __import__("priorfit").PFNRegressor(checkpoint=path).fit([[0.0], [1.0]], [0, 1]),
     },
     "DTTask": {"load_checkpoint": load_checkpoint, "from_pretrained": DistributionTransformer.from_pretrained},
@@ -117,8 +124,10 @@ def test_a_tampered_configuration_runs_no_code(originals, tmp_path, task_name, k
     _where(hparams, kind, PAYLOADS[payload](sentinel))
     path = _write(tmp_path, task_name, hparams, state, fmt)
     load = LOADERS[task_name][loader]
-    if loader in ("load_pfn", "PFNRegressor") and kind in ("prior", "nested_prior", "top_level"):
-        load(path)  # the estimators build the network only: the stored prior is never read, so it loads
+    if loader == "init_from" or (
+        loader in ("load_pfn", "PFNRegressor") and kind in ("prior", "nested_prior", "top_level")
+    ):
+        load(path)  # these build the network only (or nothing): the stored prior is never read, so it loads
     else:
         with pytest.raises(UntrustedTargetError):
             load(path)
