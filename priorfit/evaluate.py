@@ -32,7 +32,7 @@ def posterior_samples(network, x: Tensor, num_samples: int, *, chunk: int = 50) 
     parts = []
     for start in range(0, len(x), chunk):
         block = x[start : start + chunk]
-        if hasattr(network, "composed_score"):  # score networks sample one observation set at a time
+        if not network.has_density:  # score networks sample one observation set at a time
             parts.append(torch.stack([network.sample(xb, num_samples) for xb in block], dim=1))
         else:
             parts.append(network.distribution(block).sample((num_samples,)))
@@ -109,7 +109,7 @@ class CalibrationCallback(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         network = getattr(pl_module, "network", None)
-        if not (hasattr(network, "distribution") or hasattr(network, "composed_score")):
+        if not hasattr(network, "has_density"):  # posterior networks declare it
             raise InvalidHyperparameterError(
                 f"CalibrationCallback checks posterior tasks (TARP and SBC of θ); {type(pl_module).__name__} is not one"
             )

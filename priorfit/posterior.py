@@ -340,9 +340,7 @@ class AmortizedPosterior:
         task = load_checkpoint(path, trusted_targets=trusted_targets)
         if not isinstance(task, PosteriorTask):
             raise PriorfitValidationError(f"{path} holds a {type(task).__name__}, not an amortized posterior")
-        target = task.hparams["network"]["_target_"]
-        kinds = {"GMMPosterior": "gmm", "FlowPosterior": "flow", "ScoreNetwork": "score"}
-        posterior = cls(kinds[target.rsplit(".", 1)[-1]], logger=None)
+        posterior = cls(getattr(task.network, "estimator", "flow"), logger=None)  # declared by each family
         posterior.task_, posterior.prior_ = task, prior
         return posterior
 

@@ -30,7 +30,7 @@ Norm = Literal["l2", "linf"]
 def _distribution_fn(posterior) -> PosteriorFn:
     """x (B, n, Dx) -> q(θ | x): from an ``AmortizedPosterior``, a posterior network, or a callable."""
     task = getattr(posterior, "task_", None)
-    if getattr(posterior, "estimator", None) == "score" or hasattr(posterior, "composed_score"):
+    if getattr(posterior, "estimator", None) == "score" or getattr(posterior, "has_density", True) is False:
         raise PriorfitValidationError("the 'score' estimator has no density: attacks need a 'flow' or 'gmm' posterior")
     if task is not None:
         return task.network.distribution

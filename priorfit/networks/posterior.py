@@ -117,6 +117,8 @@ def check_observation_sets(x: Tensor, x_dim: int) -> Tensor:
 class _Posterior(nn.Module):
     """Shared input checks and standardisation for the posterior heads."""
 
+    has_density = True  # a posterior network's declared capability: ``distribution(x)`` with sample and log_prob
+
     def __init__(self, theta_dim: int, x_dim: int, encoder: dict | None) -> None:
         super().__init__()
         self.theta_dim, self.x_dim = theta_dim, x_dim
@@ -156,6 +158,8 @@ class _Posterior(nn.Module):
 class FlowPosterior(_Posterior):
     """Set encoder + zuko neural spline flow (``transforms`` coupling layers, ``hidden`` MLP widths)."""
 
+    estimator = "flow"  # the AmortizedPosterior estimator name of this family
+
     def __init__(
         self,
         theta_dim: int,
@@ -177,6 +181,8 @@ class FlowPosterior(_Posterior):
 
 class GMMPosterior(_Posterior):
     """Set encoder + mixture of ``components`` full-covariance Gaussians (Cholesky factors, positive diagonal)."""
+
+    estimator = "gmm"  # the AmortizedPosterior estimator name of this family
 
     def __init__(
         self,

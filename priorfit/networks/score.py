@@ -67,6 +67,9 @@ class ScoreNetwork(nn.Module):
             sampling composes one term per group of m consecutive observations.
     """
 
+    has_density = False  # declared capability: samples (``sample``) but no tractable log_prob
+    estimator = "score"  # the AmortizedPosterior estimator name of this family
+
     def __init__(
         self,
         theta_dim: int,

@@ -104,7 +104,7 @@ class PosteriorTask(pl.LightningModule):
             raise InvalidHyperparameterError(
                 f"fisher_weight must be >= 0 and fisher_samples >= 1, got {fisher_weight} and {fisher_samples}"
             )
-        if fisher_weight and hasattr(self.network, "composed_score"):
+        if fisher_weight and not self.network.has_density:
             raise InvalidHyperparameterError("fisher_weight needs a density network (flow, gmm), not a score network")
         self.register_buffer("standardized", torch.tensor(False))  # z-scoring fitted (saved with the weights)
 
@@ -146,7 +146,7 @@ class PosteriorTask(pl.LightningModule):
             torch.manual_seed(batch_idx)
             loss = self.loss(theta, x).mean()
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(theta))
-        if not hasattr(self.network, "composed_score"):  # density networks: the loss is the NLL of θ
+        if self.network.has_density:  # the loss is the NLL of θ
             self.log("val/nll", loss, sync_dist=True, batch_size=len(theta))
 
     def configure_optimizers(self):
