@@ -9,6 +9,8 @@ __all__ = [
     "CheckpointError",
     "UntrustedTargetError",
     "PriorfitTypeError",
+    "PretrainingLimitError",
+    "SimulatorError",
 ]
 
 
@@ -35,3 +37,11 @@ class UntrustedTargetError(CheckpointError):
 class PriorfitTypeError(TypeError, PriorfitError):
     """A value of a type the call cannot take at all (a dict in a table cell); a ``TypeError``, as scikit-learn
     expects."""
+
+
+class PretrainingLimitError(PriorfitValidationError):
+    """The data exceed what the checkpoint was trained for (features, classes or rows)."""
+
+
+class SimulatorError(PriorfitValidationError):
+    """The simulator (or the parameter prior) returned something unusable."""

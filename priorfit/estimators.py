@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from priorfit._validation import check_device, check_float
 from priorfit.checkpoint import PFNModel, cached_pfn
-from priorfit.errors import PriorfitValidationError
+from priorfit.errors import PretrainingLimitError, PriorfitValidationError
 from priorfit.networks.bar_distribution import BarDistribution
 from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder, check_table
 
@@ -30,10 +30,6 @@ __all__ = ["PFNClassifier", "PFNRegressor", "PretrainingLimitError", "MAX_TRAIN_
 # the bundled checkpoints saw contexts of at most 448 rows; beyond 1,000 their accuracy is untested
 MAX_TRAIN_ROWS = 1000
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-
-
-class PretrainingLimitError(PriorfitValidationError):
-    """The data exceed what the checkpoint was trained for (features, classes or rows)."""
 
 
 class _TabularPFN(BaseEstimator):

@@ -127,7 +127,7 @@ class AmortizedPosterior:
         num_simulations: int = 10_000,
     ) -> AmortizedPosterior:
         """Simulate ``num_simulations`` parameter draws (``num_iid`` observations each) and train on them."""
-        from priorfit.priors.simulator import SimulatorPrior
+        from priorfit.priors.simulator_prior import SimulatorPrior
 
         check_int(num_simulations, "num_simulations", minimum=10)
         if not callable(simulator):

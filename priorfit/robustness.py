@@ -10,35 +10,18 @@ Both need a density (the "flow" and "gmm" estimators).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from priorfit.errors import PriorfitValidationError
+from priorfit.networks.losses import PosteriorFn, as_distribution_fn, fisher_penalty
 
 __all__ = ["fisher_penalty", "attack", "AttackResult", "monte_carlo_kl", "random_perturbation"]
 
-PosteriorFn = Callable[[Tensor], Distribution]
 Norm = Literal["l2", "linf"]
-
-
-def _distribution_fn(posterior) -> PosteriorFn:
-    """x (B, n, Dx) -> q(θ | x): from an ``AmortizedPosterior``, a posterior network, or a callable."""
-    task = getattr(posterior, "task_", None)
-    if getattr(posterior, "estimator", None) == "score" or getattr(posterior, "has_density", True) is False:
-        raise PriorfitValidationError("the 'score' estimator has no density: attacks need a 'flow' or 'gmm' posterior")
-    if task is not None:
-        return task.network.distribution
-    if hasattr(posterior, "distribution"):
-        return posterior.distribution
-    if callable(posterior):
-        return posterior
-    raise PriorfitValidationError(f"cannot attack a {type(posterior).__name__}: pass a posterior or x -> Distribution")
 
 
 def _observation_sets(x: Tensor) -> Tensor:
@@ -57,27 +40,6 @@ def _set_norm(values: Tensor, norm: Norm) -> Tensor:
     return flat.norm(dim=1) if norm == "l2" else flat.abs().amax(dim=1)
 
 
-def fisher_penalty(posterior, x: Tensor, *, num_samples: int = 1) -> Tensor:
-    """Monte Carlo trace of the Fisher information of q(θ | x) with respect to x, per row of x (B,).
-
-    tr F(x) = E_θ~q(·|x) ||∇_x log q(θ | x)||², estimated with ``num_samples`` draws of θ per row (drawn
-    without gradient; the paper uses one). The result keeps the graph (double backpropagation), so its mean
-    can be added to a loss. Padding rows (NaN) of variable-size sets get no gradient.
-    """
-    distribution_fn = _distribution_fn(posterior)
-    repeated = x.detach().repeat_interleave(num_samples, dim=0).requires_grad_(True)
-    # double backpropagation: the fused attention kernels have no second derivative, the math one does
-    with sdpa_kernel(SDPBackend.MATH):
-        q = distribution_fn(repeated)
-        with torch.no_grad():
-            theta = q.sample()
-        log_q = q.log_prob(theta)
-        # rows do not interact, so the gradient of the sum is each row's own gradient
-        (grad,) = torch.autograd.grad(log_q.sum(), repeated, create_graph=True)
-    trace = torch.nan_to_num(grad).square().flatten(1).sum(1)
-    return trace.view(len(x), num_samples).mean(1)
-
-
 @torch.no_grad()
 def _clean_draws(distribution_fn: PosteriorFn, x: Tensor, num_samples: int, seed: int) -> tuple[Tensor, Tensor]:
     """θ ~ q(θ | x) (num_samples, B, Dθ) from a seeded stream, and log q(θ | x) at those draws."""
@@ -90,7 +52,7 @@ def _clean_draws(distribution_fn: PosteriorFn, x: Tensor, num_samples: int, seed
 
 def monte_carlo_kl(posterior, x: Tensor, x_perturbed: Tensor, *, num_samples: int = 1000, seed: int = 0) -> Tensor:
     """KL(q(θ | x) ‖ q(θ | x_perturbed)) per row (B,), from ``num_samples`` draws of q(θ | x)."""
-    distribution_fn = _distribution_fn(posterior)
+    distribution_fn = as_distribution_fn(posterior)
     x, x_perturbed = _observation_sets(x), _observation_sets(x_perturbed)
     theta, clean_log_q = _clean_draws(distribution_fn, x, num_samples, seed)
     with torch.no_grad():
@@ -192,7 +154,7 @@ def attack(
         raise PriorfitValidationError(f"norm must be 'l2' or 'linf', got {norm!r}")
     if not epsilon >= 0:
         raise PriorfitValidationError(f"epsilon must be >= 0, got {epsilon!r}")
-    distribution_fn = _distribution_fn(posterior)
+    distribution_fn = as_distribution_fn(posterior)
     x = _observation_sets(x)
     generator = torch.Generator().manual_seed(seed)
     best = torch.zeros_like(x)

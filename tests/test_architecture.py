@@ -58,6 +58,25 @@ def test_priors_and_networks_import_only_themselves_and_the_vocabulary(layer):
     assert not violations, "\n".join(violations)
 
 
+def test_tasks_never_reach_the_application_layer_or_hydra():
+    below = ("priorfit.tasks", "priorfit.priors", "priorfit.networks", "priorfit.registry", *VOCABULARY)
+    violations = []
+    for path in sorted((PACKAGE / "tasks").rglob("*.py")):
+        for module in _imports(path):
+            if module.startswith("hydra") or (module.startswith("priorfit.") and not module.startswith(below)):
+                violations.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not violations, "\n".join(violations)
+
+
+def test_every_error_class_lives_in_errors_py():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name.endswith(("Error", "Exception")):
+                raise AssertionError(f"{path.relative_to(PACKAGE)} defines {node.name}: move it to priorfit/errors.py")
+
+
 def test_the_known_exceptions_still_exist():
     """An exception that was removed must leave the list too, so the list only shrinks."""
     for relative, module in KNOWN_EXCEPTIONS:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from priorfit.errors import InvalidHyperparameterError
-from priorfit.priors.simulator import SimulatorError, SimulatorPrior
+from priorfit.priors.simulator_prior import SimulatorError, SimulatorPrior
 from priorfit.priors.simulators import PROBLEMS, GaussianLinear, TwoMoons, get_problem, mcmc_posterior
 
 

@@ -9,7 +9,7 @@ from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform
 from priorfit.priors.learning_curves import LearningCurvePrior
 from priorfit.priors.mixture import PriorMixture
 from priorfit.priors.scm import SCMPrior
-from priorfit.priors.simulator import SimulatorError, SimulatorPrior
+from priorfit.priors.simulator_prior import SimulatorError, SimulatorPrior
 
 __all__ = [
     "Batch",

@@ -270,7 +270,7 @@ def get_problem(name: str, **kwargs) -> _Problem:
 
 def simulator_prior(problem: str, *, num_iid: int | tuple[int, int] | None = 1, **kwargs):
     """``SimulatorPrior`` of a standard problem by name (what Hydra configs instantiate)."""
-    from priorfit.priors.simulator import SimulatorPrior
+    from priorfit.priors.simulator_prior import SimulatorPrior
 
     instance = get_problem(problem, **kwargs)
     return SimulatorPrior(

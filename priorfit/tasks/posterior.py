@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader, TensorDataset, random_split
 
 from priorfit._validation import check_float, check_int
 from priorfit.errors import InvalidHyperparameterError, PriorfitError
+from priorfit.networks.losses import fisher_penalty
 from priorfit.priors.base import Batch
 from priorfit.registry import build
-from priorfit.robustness import fisher_penalty
 from priorfit.tasks.pfn import check_optimizer_settings, plain_config
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
@@ -39,7 +39,7 @@ class PosteriorTask(pl.LightningModule):
         lr, weight_decay: AdamW settings.
         lr_plateau_patience: halve the learning rate after this many validations without a better
             ``val/loss`` (None: constant rate).
-        fisher_weight: weight of the Fisher-information trace regularizer (``priorfit.robustness.fisher_penalty``,
+        fisher_weight: weight of the Fisher-information trace regularizer (``priorfit.networks.losses.fisher_penalty``,
             Glöckler et al. 2023) added to the training loss; 0 turns it off. Density networks only.
         fisher_samples: θ draws per observation set in its Monte Carlo estimate.
         trusted_targets: ``_target_`` names besides priorfit's own families the configs may name; not stored.

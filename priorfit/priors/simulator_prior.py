@@ -7,14 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.errors import InvalidHyperparameterError, SimulatorError
 from priorfit.priors.base import Batch
 
 __all__ = ["SimulatorPrior", "SimulatorError"]
-
-
-class SimulatorError(PriorfitValidationError):
-    """The simulator (or the parameter prior) returned something unusable."""
 
 
 class SimulatorPrior:
