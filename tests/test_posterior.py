@@ -110,6 +110,7 @@ def test_bad_inputs_get_named_errors(trained):
         AmortizedPosterior("nope")
 
 
+@pytest.mark.slow
 def test_score_estimator_composes_single_observation_scores(problem, tmp_path):
     """Trained on single observations only; n = 1 matches the exact posterior, n = 5 composes the scores
     (GAUSS by default, Geffner's sum with Langevin correction on request); the weights save and load."""
@@ -135,6 +136,7 @@ def test_score_estimator_composes_single_observation_scores(problem, tmp_path):
     assert (geffner.mean(0).double() - exact.mean).abs().max() < 2.5 * exact.stddev.max()
 
 
+@pytest.mark.slow
 def test_partially_factorized_score_composes_groups(problem):
     """PF-NPSE: trained on groups of 1..4 observations; 10 observations are 3 score terms (4 + 4 + 2)."""
     post = AmortizedPosterior(
@@ -154,6 +156,27 @@ def test_partially_factorized_score_composes_groups(problem):
         AmortizedPosterior("score", network={"group_size": 0}, **FAST).fit(
             problem.prior, problem.simulate, num_simulations=100
         )
+
+
+def test_score_estimators_smoke(problem, tmp_path):
+    """The two score tests above in two epochs (the default run): composition for n > 1, PF-NPSE groups, no
+    density, save and load; the accuracy checks are the slow versions'."""
+    post = AmortizedPosterior("score", sampling_steps=5, **{**FAST, "max_epochs": 2})
+    post.fit(problem.prior, problem.simulate, num_simulations=300)
+    five = problem.simulate(problem.prior.sample((1,)).repeat(5, 1))
+    assert post.sample(five, 50).shape == (50, 2) and post.estimator == "score"
+    with pytest.raises(PriorfitValidationError, match="no tractable density"):
+        post.log_prob(torch.zeros(1, 2), five)
+    loaded = AmortizedPosterior.load(post.save(tmp_path / "score.safetensors"), prior=problem.prior)
+    loaded.iid_method = "geffner"
+    assert torch.isfinite(loaded.sample(five, 20)).all()
+    grouped = AmortizedPosterior(
+        "score", num_iid=(1, 4), network={"group_size": 4}, sampling_steps=5, **{**FAST, "max_epochs": 2}
+    )
+    grouped.fit(problem.prior, problem.simulate, num_simulations=300)
+    network = grouped._network()
+    assert network.embed_observations(torch.zeros(10, 2), 10).shape == (3, network.null.numel())
+    assert torch.isfinite(grouped.sample(problem.simulate(problem.prior.sample((1,)).repeat(10, 1)), 50)).all()
 
 
 def test_non_finite_simulations_are_dropped_before_training(problem):
