@@ -11,7 +11,7 @@ import torch
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 
-__all__ = ["check_int", "check_float", "check_device", "as_float_tensor"]
+__all__ = ["check_int", "check_float", "check_device", "as_float_tensor", "check_observation_sets"]
 
 
 def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -94,6 +94,24 @@ def as_float_tensor(values: Any, name: str, *, allow_nan: bool = False, allow_in
     if not allow_inf and torch.isinf(tensor).any():
         raise PriorfitValidationError(f"{name} contains infinite values")
     return tensor
+
+
+def check_observation_sets(x: Any, x_dim: int | None = None, name: str = "x") -> torch.Tensor:
+    """Observation sets as a float32 (B, n, Dx) tensor: a (n, Dx) set gets a batch axis; named errors for
+    non-numbers, the wrong width (when ``x_dim`` is given), n = 0, NaN and infinity. The one check of observation
+    sets, for the posterior networks, ``AmortizedPosterior`` and the attacks alike."""
+    x = as_float_tensor(x, name)
+    if x.dim() == 2:  # one set of n observations
+        x = x.unsqueeze(0)
+    width = "Dx" if x_dim is None else x_dim
+    if x.dim() != 3 or (x_dim is not None and x.shape[-1] != x_dim):
+        raise PriorfitValidationError(
+            f"{name} must have shape (n, {width}) or (B, n, {width}) (n iid observations of {width} features), got "
+            f"{tuple(x.shape)}"
+        )
+    if x.shape[1] == 0:
+        raise PriorfitValidationError(f"{name} has no observations (n = 0)")
+    return x
 
 
 _INTEGER_TYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from priorfit._validation import as_float_tensor, check_observation_sets
 from priorfit.errors import PriorfitValidationError
 from priorfit.networks.losses import PosteriorFn, as_distribution_fn, fisher_penalty
 
@@ -25,13 +26,8 @@ Norm = Literal["l2", "linf"]
 
 
 def _observation_sets(x: Tensor) -> Tensor:
-    x = torch.as_tensor(x, dtype=torch.float32)
-    x = x.unsqueeze(1) if x.dim() == 2 else x  # (B, Dx): one observation per set
-    if x.dim() != 3:
-        raise PriorfitValidationError(f"x must have shape (B, Dx) or (B, n, Dx), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise PriorfitValidationError("x contains NaN or infinity")
-    return x
+    x = as_float_tensor(x, "x")
+    return check_observation_sets(x.unsqueeze(1) if x.dim() == 2 else x)  # (B, Dx): one observation per set
 
 
 def _set_norm(values: Tensor, norm: Norm) -> Tensor:

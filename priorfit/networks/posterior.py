@@ -23,9 +23,9 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from priorfit.errors import PriorfitValidationError
+from priorfit._validation import check_observation_sets
 
-__all__ = ["SetEncoder", "FlowPosterior", "GMMPosterior", "Standardizer", "check_observation_sets"]
+__all__ = ["SetEncoder", "FlowPosterior", "GMMPosterior", "Standardizer"]
 
 
 class Standardizer(nn.Module):
@@ -94,24 +94,6 @@ class SetEncoder(nn.Module):
         weights = present.unsqueeze(-1).to(tokens.dtype)
         count = weights.sum(1).clamp_min(1.0)
         return self.pool(torch.cat([(tokens * weights).sum(1) / count, count.log()], dim=-1))
-
-
-def check_observation_sets(x: Tensor, x_dim: int) -> Tensor:
-    """User observations as (B, n, Dx): a (n, Dx) set gets a batch axis; named errors for shape, n = 0, NaN/inf."""
-    if not isinstance(x, Tensor):
-        x = torch.as_tensor(x, dtype=torch.float32)
-    if x.dim() == 2:  # one set of n observations
-        x = x.unsqueeze(0)
-    if x.dim() != 3 or x.shape[-1] != x_dim:
-        raise PriorfitValidationError(
-            f"x must have shape (n, {x_dim}) or (B, n, {x_dim}) (n iid observations of {x_dim} "
-            f"features), got {tuple(x.shape)}"
-        )
-    if x.shape[1] == 0:
-        raise PriorfitValidationError("x has no observations (n = 0)")
-    if not torch.isfinite(x).all():
-        raise PriorfitValidationError("x contains NaN or infinity")
-    return x
 
 
 class _Posterior(nn.Module):

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from priorfit.networks.posterior import Standardizer, check_observation_sets
+from priorfit._validation import check_observation_sets
+from priorfit.networks.posterior import Standardizer
 
 __all__ = ["VPSchedule", "ScoreNetwork"]
 
