@@ -457,6 +457,26 @@ ROWS += [
     ("sbc-seed-str", lambda c: sbc(GOOD_SAMPLES, GOOD_THETA, seed="x"), Invalid, "seed"),
 ]
 
+# priors: sample's arguments are checked by every prior before anything is drawn
+PRIORS = {
+    "gp": lambda: __import__("priorfit.priors", fromlist=["GPPrior"]).GPPrior(),
+    "bnn": lambda: __import__("priorfit.priors", fromlist=["BNNPrior"]).BNNPrior(),
+    "scm": lambda: __import__("priorfit.priors", fromlist=["SCMPrior"]).SCMPrior(),
+    "lc": lambda: __import__("priorfit.priors", fromlist=["LearningCurvePrior"]).LearningCurvePrior(),
+    "gmm": lambda: __import__("priorfit.priors", fromlist=["RandomGMMPrior"]).RandomGMMPrior(),
+}
+for prior_name, make in PRIORS.items():
+    ROWS += [
+        (f"{prior_name}-sample-negative", lambda c, make=make: make().sample(-1, 5), Invalid, "batch_size"),
+        (f"{prior_name}-sample-float", lambda c, make=make: make().sample(2.5, 5), Invalid, "batch_size"),
+        (f"{prior_name}-points-str", lambda c, make=make: make().sample(2, "5"), Invalid, "num_points"),
+        (f"{prior_name}-generator", lambda c, make=make: make().sample(2, 5, generator=0), Invalid, "generator"),
+    ]
+ROWS += [
+    ("mixture-not-a-prior", lambda c: __import__("priorfit.priors").priors.PriorMixture([3]), Invalid, "not a prior"),
+    ("gmm-prior-dim-zero", lambda c: __import__("priorfit.priors").priors.RandomGMMPrior(dim=0), Invalid, "dim"),
+]
+
 ROW_IDS = [row[0] for row in ROWS]
 assert len(set(ROW_IDS)) == len(ROW_IDS), "row ids must be unique"
 

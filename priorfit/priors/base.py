@@ -8,7 +8,10 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "Prior", "ExactPredictivePrior"]
+from priorfit._validation import check_int
+from priorfit.errors import InvalidHyperparameterError
+
+__all__ = ["Batch", "Prior", "ExactPredictivePrior", "check_sample_arguments"]
 
 
 @dataclass
@@ -61,3 +64,11 @@ class ExactPredictivePrior(Prior, Protocol):
     def predictive_log_density(
         self, x_context: Tensor, y_context: Tensor, x_query: Tensor, y_query: Tensor
     ) -> Tensor: ...
+
+
+def check_sample_arguments(batch_size: Any, num_points: Any, generator: Any) -> None:
+    """Named errors for ``sample``'s arguments, before any tensor is drawn (every prior calls it first)."""
+    check_int(batch_size, "batch_size", minimum=0)
+    check_int(num_points, "num_points", minimum=0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InvalidHyperparameterError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")

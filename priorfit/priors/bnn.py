@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
-from priorfit.priors.base import Batch
+from priorfit.priors.base import Batch, check_sample_arguments
 from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 
 __all__ = ["BNNPrior"]
@@ -79,6 +79,7 @@ class BNNPrior:
         self.input_distribution = input_distribution
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
+        check_sample_arguments(batch_size, num_points, generator)
         dev = generator.device if generator is not None else None
         b, w_max = batch_size, self.max_width
 

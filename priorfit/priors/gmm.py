@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
+from priorfit._validation import check_int
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.gmm import GMM, sample_gmm
-from priorfit.priors.base import Batch
+from priorfit.priors.base import Batch, check_sample_arguments
 from priorfit.priors.gp_predictive import GPPredictive
 from priorfit.priors.hyperpriors import LogUniform
 
@@ -171,6 +172,7 @@ class RandomGMMPrior:
         likelihood: str = "linear_gaussian",
         likelihood_options: dict | None = None,
     ) -> None:
+        check_int(dim, "dim", minimum=1)
         if not 1 <= min_components <= max_components:
             raise InvalidHyperparameterError(
                 f"need 1 <= min_components <= max_components, got {min_components}, {max_components}"
@@ -208,6 +210,7 @@ class RandomGMMPrior:
         return GMM.from_logits(logits, means, scale_tril)
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
+        check_sample_arguments(batch_size, num_points, generator)
         prior = self.sample_priors(batch_size, generator=generator)
         if hasattr(self.likelihood, "sample_joint"):  # data that depend on the component θ came from (GP task)
             theta, x = self.likelihood.sample_joint(prior, num_points, generator=generator)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
-from priorfit.priors.base import Batch
+from priorfit.priors.base import Batch, check_sample_arguments
 from priorfit.priors.hyperpriors import HyperparameterSpec, as_hyperprior
 
 __all__ = ["GPPrior", "kernel_matrix"]
@@ -108,6 +108,7 @@ class GPPrior:
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
         """Draw ``batch_size`` datasets of ``num_points`` points, all in one batched Cholesky."""
+        check_sample_arguments(batch_size, num_points, generator)
         device = generator.device if generator is not None else None
         x = self.sample_inputs(batch_size, num_points, generator=generator, device=device)
         hyper = {

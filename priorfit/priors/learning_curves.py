@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
-from priorfit.priors.base import Batch
+from priorfit.priors.base import Batch, check_sample_arguments
 from priorfit.priors.hyperpriors import Hyperprior, LogNormal, LogUniform, Normal, Uniform
 
 __all__ = ["CurveFamily", "FAMILIES", "LearningCurvePrior", "combined_curves", "valid_curves"]
@@ -235,6 +235,7 @@ class LearningCurvePrior:
         }
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
+        check_sample_arguments(batch_size, num_points, generator)
         if not 1 <= num_points <= self.num_epochs:
             raise InvalidHyperparameterError(
                 f"num_points must be in [1, num_epochs={self.num_epochs}], got {num_points}"

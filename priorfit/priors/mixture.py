@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from priorfit.errors import InvalidHyperparameterError
-from priorfit.priors.base import Batch, Prior
+from priorfit.priors.base import Batch, Prior, check_sample_arguments
 
 __all__ = ["PriorMixture"]
 
@@ -48,6 +48,9 @@ class PriorMixture:
             self.names = [type(p).__name__ for p in self.priors]
         if not self.priors:
             raise InvalidHyperparameterError("a PriorMixture needs at least one prior")
+        for name, prior in zip(self.names, self.priors):
+            if not callable(getattr(prior, "sample", None)):
+                raise InvalidHyperparameterError(f"mixture component {name!r} is not a prior (it has no sample method)")
         weights = [1.0] * len(self.priors) if weights is None else [float(w) for w in weights]
         if len(weights) != len(self.priors) or any(w < 0 for w in weights) or sum(weights) <= 0:
             raise InvalidHyperparameterError(
@@ -58,6 +61,7 @@ class PriorMixture:
         self.num_features = max(int(getattr(p, "num_features", 1)) for p in self.priors)
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
+        check_sample_arguments(batch_size, num_points, generator)
         device = generator.device if generator is not None else None
         choice = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
         counts = torch.bincount(choice, minlength=len(self.priors)).tolist()

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError
-from priorfit.priors.base import Batch
+from priorfit.priors.base import Batch, check_sample_arguments
 from priorfit.priors.hyperpriors import HyperparameterSpec, LogUniform, Uniform, as_hyperprior
 
 __all__ = ["SCMPrior"]
@@ -94,6 +94,7 @@ class SCMPrior:
         self.argmax_class_prob = argmax_class_prob
 
     def sample(self, batch_size: int, num_points: int, *, generator: torch.Generator | None = None) -> Batch:
+        check_sample_arguments(batch_size, num_points, generator)
         dev = generator.device if generator is not None else None
         b, n, w = batch_size, num_points, self.max_width
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from priorfit.errors import InvalidHyperparameterError, SimulatorError
-from priorfit.priors.base import Batch
+from priorfit.priors.base import Batch, check_sample_arguments
 
 __all__ = ["SimulatorPrior", "SimulatorError"]
 
@@ -85,6 +85,7 @@ class SimulatorPrior:
         dataset draws its own n and x is (B, high, Dx) with the rows past a dataset's n set to NaN
         (padding that set encoders skip); ``meta["num_iid"]`` holds each dataset's n.
         """
+        check_sample_arguments(batch_size, num_points, generator)
         low, high = self._iid_range(num_points)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
