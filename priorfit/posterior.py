@@ -14,6 +14,7 @@ from torch import Tensor
 
 from priorfit._validation import as_float_tensor, check_float, check_int
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.runs import KeepBestWeights
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
 __all__ = ["AmortizedPosterior"]
@@ -183,11 +184,11 @@ class AmortizedPosterior:
             lr_plateau_patience=None if self.estimator == "score" else getattr(self, "lr_plateau_patience", None),
             fisher_weight=getattr(self, "fisher_weight", 0.0),
         )
-        keep_best = _KeepBest()
+        keep_best = KeepBestWeights()
         callbacks = [pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best]
         if self.estimator == "score":
             # an exponential moving average of the weights smooths the noisy score-matching gradients; Lightning
-            # validates with the averaged weights, which _KeepBest (listed first) keeps
+            # validates with the averaged weights, which KeepBestWeights (listed first) keeps
             callbacks.append(pl.callbacks.EMAWeightAveraging(decay=0.999))
         trainer = pl.Trainer(
             max_epochs=self.max_epochs,
@@ -385,19 +386,3 @@ class _ScoreSampler:
             self.x, shape[0], steps=self.steps, iid_method=self.iid_method, precisions=self.precisions
         )
         return theta.unsqueeze(1)
-
-
-class _KeepBest(pl.Callback):
-    """Keeps the weights of the best validation epoch in memory (sbi restores them too)."""
-
-    def __init__(self) -> None:
-        self.best = float("inf")
-        self.best_state: dict | None = None
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # epoch end, not validation end: a weight-averaging callback listed after this one still has its
-        # averaged weights in the module here
-        value = trainer.callback_metrics.get("val/loss")
-        if value is not None and float(value) < self.best and not trainer.sanity_checking:
-            self.best = float(value)
-            self.best_state = copy.deepcopy(pl_module.state_dict())

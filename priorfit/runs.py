@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import urllib.parse
@@ -19,6 +20,7 @@ from priorfit.errors import CheckpointError, InvalidHyperparameterError
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointOnSigterm",
+    "KeepBestWeights",
     "RUN_SUFFIX",
     "SIGTERM_EXIT_CODE",
     "check_resume_path",
@@ -110,3 +112,19 @@ def check_run_folder(output_dir: Path, *, overwrite: bool) -> None:
             "folder (leave hydra.run.dir at its default), resume with ckpt_path=.../last.ckpt (which starts a "
             "new folder), or pass overwrite=true to replace it."
         )
+
+
+class KeepBestWeights(pl.Callback):
+    """Keeps the weights of the best validation epoch in memory (sbi restores them too)."""
+
+    def __init__(self) -> None:
+        self.best = float("inf")
+        self.best_state: dict | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # epoch end, not validation end: a weight-averaging callback listed after this one still has its
+        # averaged weights in the module here
+        value = trainer.callback_metrics.get("val/loss")
+        if value is not None and float(value) < self.best and not trainer.sanity_checking:
+            self.best = float(value)
+            self.best_state = copy.deepcopy(pl_module.state_dict())
