@@ -11,6 +11,8 @@ __all__ = [
     "PriorfitTypeError",
     "PretrainingLimitError",
     "SimulatorError",
+    "OutOfDomainWarning",
+    "OutOfDomainError",
 ]
 
 
@@ -45,3 +47,12 @@ class PretrainingLimitError(PriorfitValidationError):
 
 class SimulatorError(PriorfitValidationError):
     """The simulator (or the parameter prior) returned something unusable."""
+
+
+class OutOfDomainWarning(UserWarning):
+    """A query lies outside what the model was trained on (observation count, value ranges); the answer is an
+    extrapolation. ``PRIORFIT_STRICT_DOMAIN=1`` turns it into an :class:`OutOfDomainError`."""
+
+
+class OutOfDomainError(PriorfitValidationError):
+    """A query outside the model's training domain, with the strict switch on."""

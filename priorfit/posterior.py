@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from priorfit._validation import as_float_tensor, check_float, check_int
+from priorfit.domain import domain_of_simulations
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.runs import KeepBestWeights
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
@@ -179,6 +180,7 @@ class AmortizedPosterior:
             network["encoder"] = {"layers": 0, **network.get("encoder", {})}
         task = PosteriorTask(
             prior=SimulationShapes(theta.shape[-1], x.shape[-1]),
+            domain=domain_of_simulations(theta, x).to_dict(),
             network=network,
             lr=self.lr,
             lr_plateau_patience=None if self.estimator == "score" else getattr(self, "lr_plateau_patience", None),
@@ -240,6 +242,11 @@ class AmortizedPosterior:
             raise PriorfitValidationError(
                 f"x_obs must be one set of observations (n, {network.x_dim}), got {tuple(x.shape)}"
             )
+        domain = self.task_.domain
+        if self.estimator != "score":  # the score estimator composes single-observation scores for any n
+            advice = "Retrain with num_iid=(1, n), or use the 'score' estimator, which composes any number."
+            domain.check("num_observations", x.shape[1], advice=advice)
+        domain.check("x", x[0], advice="Check the observation's units, or simulate a wider range and retrain.")
         return x
 
     @torch.no_grad()

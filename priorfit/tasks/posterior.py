@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 from priorfit._validation import check_float, check_int
+from priorfit.domain import TrainingDomain, domain_of_simulations
 from priorfit.errors import InvalidHyperparameterError, PriorfitError
 from priorfit.networks.losses import fisher_penalty
 from priorfit.priors.base import Batch
@@ -42,6 +43,8 @@ class PosteriorTask(pl.LightningModule):
         fisher_weight: weight of the Fisher-information trace regularizer (``priorfit.networks.losses.fisher_penalty``,
             Glöckler et al. 2023) added to the training loss; 0 turns it off. Density networks only.
         fisher_samples: θ draws per observation set in its Monte Carlo estimate.
+        domain: the training domain (``priorfit.domain``): observation counts and value ranges of the training
+            simulations; recorded at the start of training when None, stored in checkpoints.
         trusted_targets: ``_target_`` names besides priorfit's own families the configs may name; not stored.
     """
 
@@ -57,6 +60,7 @@ class PosteriorTask(pl.LightningModule):
         lr_plateau_patience: int | None = None,
         fisher_weight: float = 0.0,
         fisher_samples: int = 1,
+        domain: dict | None = None,
         trusted_targets: Collection[str] = (),
     ) -> None:
         super().__init__()
@@ -90,6 +94,7 @@ class PosteriorTask(pl.LightningModule):
                 "lr_plateau_patience": lr_plateau_patience,
                 "fisher_weight": fisher_weight,
                 "fisher_samples": fisher_samples,
+                "domain": domain,
             }
         )
         try:
@@ -107,17 +112,23 @@ class PosteriorTask(pl.LightningModule):
         if fisher_weight and not self.network.has_density:
             raise InvalidHyperparameterError("fisher_weight needs a density network (flow, gmm), not a score network")
         self.register_buffer("standardized", torch.tensor(False))  # z-scoring fitted (saved with the weights)
+        self.domain = TrainingDomain.from_dict(domain)
 
     def on_fit_start(self) -> None:
-        if bool(self.standardized):
+        has_domain = bool(self.hparams.get("domain"))
+        if bool(self.standardized) and has_domain:
             return  # resumed or fine-tuned: keep the statistics the weights were trained with
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, SimulationDataModule):
             theta, x = datamodule.theta, datamodule.x
         else:
             theta, x = simulate_budget(self.prior, 2000, 1, seed=0)
-        self.network.fit_standardization(theta.to(self.device), x.to(self.device))
-        self.standardized.fill_(True)
+        if not has_domain:  # recorded in the checkpoint, so a loaded model checks its queries too
+            self.domain = domain_of_simulations(theta, x)
+            self.hparams["domain"] = self.domain.to_dict()
+        if not bool(self.standardized):
+            self.network.fit_standardization(theta.to(self.device), x.to(self.device))
+            self.standardized.fill_(True)
 
     def forward(self, x: Tensor) -> torch.distributions.Distribution:
         return self.network(x)

@@ -1,0 +1,81 @@
+"""The training domain a model records in its checkpoint, and the one check every query goes through.
+
+A model answers confidently outside what it was trained on; these checks say so. ``TrainingDomain`` holds the
+ranges seen in training (stored as plain JSON in the checkpoint, so a loaded model checks too) and warns with an
+:class:`~priorfit.errors.OutOfDomainWarning` naming the quantity, its value, the trained range and what to do.
+``PRIORFIT_STRICT_DOMAIN=1`` (or ``strict=True``) raises :class:`~priorfit.errors.OutOfDomainError` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from priorfit.errors import OutOfDomainError, OutOfDomainWarning
+
+__all__ = ["TrainingDomain", "domain_of_simulations", "strict_domain"]
+
+
+def strict_domain() -> bool:
+    """Whether out-of-domain queries raise instead of warning (``PRIORFIT_STRICT_DOMAIN=1``)."""
+    return os.environ.get("PRIORFIT_STRICT_DOMAIN", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class TrainingDomain:
+    """Ranges seen in training: ``ranges[quantity] = [low, high]`` (per-feature lists for vectors)."""
+
+    ranges: dict[str, list] = field(default_factory=dict)
+    strict: bool | None = None  # None: follow PRIORFIT_STRICT_DOMAIN
+
+    def to_dict(self) -> dict:
+        return {name: list(bounds) for name, bounds in self.ranges.items()}
+
+    @classmethod
+    def from_dict(cls, ranges: dict | None) -> TrainingDomain:
+        return cls(dict(ranges or {}))
+
+    def check(self, quantity: str, values: Tensor | float, *, advice: str = "") -> None:
+        """Warn (or raise) when any of ``values`` (per feature along the last axis) leaves the trained range."""
+        if quantity not in self.ranges:
+            return
+        low, high = (torch.as_tensor(bound, dtype=torch.float64) for bound in self.ranges[quantity])
+        values = torch.as_tensor(values, dtype=torch.float64)
+        outside = (values < low) | (values > high)
+        if not bool(outside.any()):
+            return
+        if values.dim() and low.dim():  # per feature: name the first feature outside
+            feature = int(outside.reshape(-1, outside.shape[-1]).any(0).nonzero()[0])
+            value = values.reshape(-1, values.shape[-1])[:, feature]
+            value = float(value[(value < low[feature]) | (value > high[feature])][0])
+            where, low, high = f"{quantity}[{feature}]", float(low[feature]), float(high[feature])
+        else:
+            value = float(values.reshape(-1)[outside.reshape(-1)][0])
+            where, low, high = quantity, float(low), float(high)
+        message = (
+            f"{where} = {value:g} is outside the training domain [{low:g}, {high:g}]: the answer is an "
+            f"extrapolation the model was never trained for.{' ' + advice if advice else ''} "
+            "(Set PRIORFIT_STRICT_DOMAIN=1 to make this an error.)"
+        )
+        if self.strict or (self.strict is None and strict_domain()):
+            raise OutOfDomainError(message)
+        warnings.warn(message, OutOfDomainWarning, stacklevel=3)
+
+
+def domain_of_simulations(theta: Tensor, x: Tensor) -> TrainingDomain:
+    """The domain of a posterior's training simulations: θ (N, Dθ), x (N, n, Dx) with NaN rows as padding."""
+    present = ~torch.isnan(x).all(-1)  # (N, n): real observations
+    counts = present.sum(1)
+    observed = x[present]
+    return TrainingDomain(
+        {
+            "num_observations": [int(counts.min()), int(counts.max())],
+            "x": [observed.min(0).values.tolist(), observed.max(0).values.tolist()],
+            "theta": [theta.min(0).values.tolist(), theta.max(0).values.tolist()],
+            "num_simulations": [len(theta), len(theta)],
+        }
+    )

@@ -1,0 +1,84 @@
+"""Amortized posteriors record their training domain and say when a query leaves it (issue 22's first case)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import pytest
+import torch
+
+from priorfit import AmortizedPosterior
+from priorfit.errors import OutOfDomainError, OutOfDomainWarning
+from priorfit.priors.simulators import GaussianLinear
+
+
+@pytest.fixture(scope="module")
+def single_observation_posterior():
+    """A flow trained on one observation per θ (the case that answered for n = 100, 7x too wide, without a word)."""
+    problem = GaussianLinear(dim=2)
+    post = AmortizedPosterior("gmm", num_iid=1, max_epochs=3, logger=None, progress_bar=False)
+    return problem, post.fit(problem.prior, problem.simulate, num_simulations=1000)
+
+
+def test_more_observations_than_trained_on_warn(single_observation_posterior):
+    problem, post = single_observation_posterior
+    x_obs = problem.simulate(problem.prior.sample((1,)).repeat(100, 1))
+    with pytest.warns(OutOfDomainWarning, match=r"num_observations = 100 is outside the training domain \[1, 1\]"):
+        post.sample(x_obs, 10)
+    with pytest.warns(OutOfDomainWarning, match="num_iid=\\(1, n\\)"):
+        post.log_prob(torch.zeros(1, 2), x_obs)
+
+
+def test_an_observation_far_outside_the_simulations_warns(single_observation_posterior):
+    _, post = single_observation_posterior
+    with pytest.warns(OutOfDomainWarning, match=r"x\[0\] = 1e\+30 is outside"):
+        post.sample(torch.tensor([1e30, 0.0]), 10, reject_outside_prior=False)
+
+
+def test_a_query_inside_the_domain_is_silent(single_observation_posterior):
+    problem, post = single_observation_posterior
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        post.sample(problem.simulate(problem.prior.sample((1,))), 10)
+
+
+def test_the_domain_survives_save_load_and_pickle(single_observation_posterior, tmp_path):
+    problem, post = single_observation_posterior
+    x_obs = torch.zeros(5, 2)
+    for restored in (
+        AmortizedPosterior.load(post.save(tmp_path / "post.safetensors")),
+        pickle.loads(pickle.dumps(post)),
+    ):
+        assert restored.task_.domain.ranges["num_observations"] == [1, 1]
+        assert restored.task_.domain.ranges["num_simulations"] == [1000, 1000]
+        with pytest.warns(OutOfDomainWarning, match="num_observations = 5"):
+            restored.sample(x_obs, 10)
+
+
+def test_the_strict_switch_raises(single_observation_posterior, monkeypatch):
+    _, post = single_observation_posterior
+    monkeypatch.setenv("PRIORFIT_STRICT_DOMAIN", "1")
+    with pytest.raises(OutOfDomainError, match="num_observations = 3"):
+        post.sample(torch.zeros(3, 2), 10)
+
+
+def test_a_range_of_set_sizes_is_recorded():
+    problem = GaussianLinear(dim=2)
+    post = AmortizedPosterior("gmm", num_iid=(2, 6), max_epochs=1, logger=None, progress_bar=False)
+    post.fit(problem.prior, problem.simulate, num_simulations=500)
+    assert post.task_.domain.ranges["num_observations"] == [2, 6]
+    with pytest.warns(OutOfDomainWarning, match=r"num_observations = 1 is outside the training domain \[2, 6\]"):
+        post.sample(torch.zeros(1, 2), 10)
+
+
+def test_a_cli_trained_posterior_records_its_domain_in_both_checkpoint_files(tmp_path):
+    from priorfit import load_checkpoint
+    from priorfit.train import train
+    from tests.helpers import TINY_POSTERIOR, compose_config
+
+    overrides = ["experiment=sbi_two_moons", "trainer.max_steps=4", "callbacks.model_checkpoint.every_n_train_steps=2"]
+    _, objects = train(compose_config(tmp_path, [*overrides, *TINY_POSTERIOR]))
+    for path in (objects["model_file"], objects["checkpoint"]):
+        ranges = load_checkpoint(path).domain.ranges
+        assert ranges["num_observations"] == [1, 1] and ranges["num_simulations"] == [100, 100], path
