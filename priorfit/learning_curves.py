@@ -8,6 +8,7 @@ with those epochs as context and the future epochs as queries, read off its bar-
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -111,11 +112,19 @@ class LearningCurveExtrapolator:
         array = values.detach().cpu().double().numpy()
         return array[0] if self.single_curve_ else array
 
-    def predict_quantiles(self, t_future, q: Sequence[float] = (0.05, 0.5, 0.95)) -> np.ndarray:
-        """Quantiles of y(t) at each future epoch: shape (m, len(q)), or (B, m, len(q)) for a batch."""
-        levels = _as_float_array(q, "q").reshape(-1)
+    def predict_quantiles(
+        self, t_future, quantiles: Sequence[float] = (0.05, 0.5, 0.95), *, q: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Quantiles of y(t) at each future epoch: shape (m, len(quantiles)), or (B, m, len(quantiles)) for a batch.
+
+        ``quantiles=`` as in ``PFNRegressor``; the old keyword ``q=`` still works for one release, with a warning.
+        """
+        if q is not None:
+            warnings.warn("predict_quantiles(q=...) is renamed quantiles=...", DeprecationWarning, stacklevel=2)
+            quantiles = q
+        levels = _as_float_array(quantiles, "quantiles").reshape(-1)
         if not ((levels > 0) & (levels < 1)).all():
-            raise PriorfitValidationError(f"quantile levels q must lie strictly between 0 and 1, got {levels.tolist()}")
+            raise PriorfitValidationError(f"quantile levels must lie strictly between 0 and 1, got {levels.tolist()}")
         logits = self._logits(t_future)
         head = self.model_.head
         return self._output(torch.stack([head.quantile(logits, float(level)) for level in levels], dim=-1))

@@ -172,3 +172,10 @@ def test_bad_queries_get_named_errors():
         lc.predict_log_density([10, 20], [0.5, 0.6, 0.7])
     with pytest.raises(PriorfitValidationError, match="classification"):
         LearningCurveExtrapolator(checkpoint="tabular-clf-small").fit([1, 2], [0.1, 0.2])
+
+
+def test_quantiles_keyword_and_the_deprecated_q():
+    lc = LearningCurveExtrapolator().fit([1, 2, 3], [0.3, 0.4, 0.5])
+    expected = lc.predict_quantiles([50], quantiles=[0.1, 0.9])
+    with pytest.warns(DeprecationWarning, match="renamed quantiles"):
+        assert np.array_equal(lc.predict_quantiles([50], q=[0.1, 0.9]), expected)
