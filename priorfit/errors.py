@@ -13,6 +13,7 @@ __all__ = [
     "SimulatorError",
     "OutOfDomainWarning",
     "OutOfDomainError",
+    "SimulatorWarning",
 ]
 
 
@@ -56,3 +57,8 @@ class OutOfDomainWarning(UserWarning):
 
 class OutOfDomainError(PriorfitValidationError):
     """A query outside the model's training domain, with the strict switch on."""
+
+
+class SimulatorWarning(UserWarning):
+    """More than 1 % of the simulations returned NaN or infinite values: the posterior is one under a truncated
+    prior."""

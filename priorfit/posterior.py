@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,8 @@ from torch import Tensor
 
 from priorfit._validation import as_float_tensor, check_float, check_int
 from priorfit.domain import domain_of_simulations
-from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError, SimulatorWarning
+from priorfit.networks.score import ComposedScoreSampler
 from priorfit.runs import KeepBestWeights
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
@@ -138,6 +140,7 @@ class AmortizedPosterior:
         simulations = simulate_budget(simulator_prior, num_simulations, 1, seed=self.seed)
         self.fit_simulations(*simulations, prior=prior)
         self.num_dropped_ += simulator_prior.num_dropped  # redrawn in simulation, so never trained on
+        _warn_dropped(simulator_prior.num_dropped, simulator_prior.num_simulated, "returned NaN/inf and were redrawn")
         return self
 
     def fit_simulations(
@@ -145,8 +148,9 @@ class AmortizedPosterior:
     ) -> AmortizedPosterior:
         """Train on given simulations: θ (N, Dθ) and x (N, n, Dx) (or (N, Dx) for one observation each).
 
-        Rows with infinite values or no observations are dropped (``num_dropped_``); NaN rows pad sets of
-        different sizes.
+        Simulations with an infinite value, an observation with some (not all) coordinates NaN, or no
+        observations are dropped and counted (``num_dropped_``; a warning above 1 %); all-NaN observation rows pad
+        sets of different sizes.
         """
         theta = as_float_tensor(theta, "theta", allow_nan=True, allow_inf=True)
         x = as_float_tensor(x, "x", allow_nan=True, allow_inf=True)
@@ -156,11 +160,14 @@ class AmortizedPosterior:
                 "need θ of shape (N, Dθ) and x of shape (N, n, Dx) or (N, Dx), "
                 f"got {tuple(theta.shape)} and {tuple(x.shape)}"
             )
-        # non-finite simulations are not trained on (NaN rows pad sets of different sizes and are kept)
-        finite = (~torch.isinf(x)).all(dim=(1, 2)) & (~torch.isnan(x)).any(-1).any(-1) & torch.isfinite(theta).all(1)
+        # non-finite simulations are not trained on (all-NaN rows pad sets of different sizes and are kept)
+        missing = torch.isnan(x)
+        padding, broken = missing.all(-1), (missing.any(-1) & ~missing.all(-1)).any(-1)
+        finite = (~torch.isinf(x)).all(dim=(1, 2)) & (~padding).any(-1) & ~broken & torch.isfinite(theta).all(1)
         self.num_dropped_ = int((~finite).sum())
         if self.num_dropped_:
             theta, x = theta[finite], x[finite]
+            _warn_dropped(self.num_dropped_, len(finite), "were dropped (NaN or infinite values)")
         if len(theta) < 2:
             raise PriorfitValidationError(
                 f"no usable simulations: {len(theta)} of {len(finite)} rows are finite with at least one observation; "
@@ -262,7 +269,7 @@ class AmortizedPosterior:
         if self.estimator == "score":
             iid_method = getattr(self, "iid_method", "gauss")
             steps = self.sampling_steps or (50 if iid_method == "gauss" else 200)
-            distribution = _ScoreSampler(network, x[0], steps, iid_method)
+            distribution = ComposedScoreSampler(network, x[0], steps, iid_method)
         else:
             distribution = network(x)
         support = getattr(self.prior_, "support", None) if reject_outside_prior else None
@@ -368,6 +375,17 @@ class AmortizedPosterior:
         self.__dict__.update(state)
 
 
+def _warn_dropped(dropped: int, total: int, what: str) -> None:
+    """Above 1 % of the simulations lost, the posterior is one under a truncated prior: say so."""
+    if total and dropped / total > 0.01:
+        warnings.warn(
+            f"{dropped} of {total} simulations ({dropped / total:.1%}) {what}: the posterior is trained only where "
+            "the simulator works, i.e. under the prior truncated to that region; check the simulator there",
+            SimulatorWarning,
+            stacklevel=3,
+        )
+
+
 def _check_num_iid(num_iid) -> None:
     """``num_iid``: a positive int or a (low, high) pair of them with low <= high."""
     pair = isinstance(num_iid, (tuple, list)) and len(num_iid) == 2
@@ -377,19 +395,3 @@ def _check_num_iid(num_iid) -> None:
         raise InvalidHyperparameterError(
             f"num_iid must be a positive integer or a (low, high) pair with 1 <= low <= high, got {num_iid!r}"
         )
-
-
-class _ScoreSampler:
-    """Gives the score network's composed-diffusion sampler the ``sample(shape)`` face of a distribution."""
-
-    def __init__(self, network, x: Tensor, steps: int, iid_method: str) -> None:
-        self.network, self.x, self.steps, self.iid_method = network, x, steps, iid_method
-        self.precisions = None
-        if iid_method == "gauss" and len(x) > network.group_size:  # estimated once, reused by every rejection round
-            self.precisions = network.gauss_precisions(x)
-
-    def sample(self, shape: tuple[int]) -> Tensor:
-        theta = self.network.sample(
-            self.x, shape[0], steps=self.steps, iid_method=self.iid_method, precisions=self.precisions
-        )
-        return theta.unsqueeze(1)

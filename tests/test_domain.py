@@ -82,3 +82,41 @@ def test_a_cli_trained_posterior_records_its_domain_in_both_checkpoint_files(tmp
     for path in (objects["model_file"], objects["checkpoint"]):
         ranges = load_checkpoint(path).domain.ranges
         assert ranges["num_observations"] == [1, 1] and ranges["num_simulations"] == [100, 100], path
+
+
+def test_the_distribution_transformer_returns_the_prior_for_no_observations():
+    from priorfit import GMM, DistributionTransformer
+
+    dt = DistributionTransformer.from_pretrained("dt-linear-gaussian-2d")
+    means = torch.tensor([[-2.0, 0.0], [2.0, 1.0]])
+    prior = GMM(torch.tensor([0.5, 0.5]), means, torch.eye(2).expand(2, 2, 2))
+    assert dt.update(prior, torch.zeros(0, 2)) is prior  # was means [[-1.42, 0.07], [1.48, 0.65]]
+    batch = dt.update(prior, torch.zeros(3, 0, 2))  # one prior, three empty data sets
+    assert torch.equal(batch.component_distribution.loc, means.expand(3, 2, 2))
+    assert torch.allclose(batch.mixture_distribution.probs, torch.full((3, 2), 0.5))
+
+
+def test_simulations_lost_to_nan_are_counted_and_warned_about():
+    from priorfit.errors import SimulatorWarning
+
+    theta = torch.randn(400, 2)
+    x = theta + 0.1 * torch.randn(400, 2)
+    x[:40, 1] = float("nan")  # one NaN coordinate: a broken simulation, not an empty set
+    post = AmortizedPosterior("gmm", max_epochs=1, logger=None, progress_bar=False)
+    with pytest.warns(SimulatorWarning, match=r"40 of 400 simulations \(10.0%\) were dropped"):
+        post.fit_simulations(theta, x)
+    assert post.num_dropped_ == 40
+
+
+def test_a_simulator_that_fails_on_half_the_prior_warns_that_the_prior_is_truncated():
+    from priorfit.errors import SimulatorWarning
+
+    problem = GaussianLinear(dim=2)
+
+    def half_broken(theta):
+        x = problem.simulate(theta)
+        return torch.where(theta[:, :1] > 0, torch.full_like(x, float("nan")), x)
+
+    post = AmortizedPosterior("gmm", max_epochs=1, logger=None, progress_bar=False)
+    with pytest.warns(SimulatorWarning, match="truncated"):
+        post.fit(problem.prior, half_broken, num_simulations=200)

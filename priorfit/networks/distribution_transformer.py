@@ -331,6 +331,9 @@ class DistributionTransformer(nn.Module):
         """The posterior GMM after observing ``x``: (n, Dx) for one prior, (B, n, Dx) for a batch of B priors or
         for one prior and B data sets (a posterior per data set)."""
         logits, means, tril, x, single = self._check(prior, x)
+        if x.shape[1] == 0:  # no observations: the posterior is the prior, exactly
+            one_prior_for_many = prior.component_distribution.loc.dim() == 2 and not single
+            return GMM.from_logits(logits, means, tril) if one_prior_for_many else prior
         was_training = self.training
         if was_training:  # switching modes walks every submodule: a noticeable share of a batch-of-1 update
             self.eval()

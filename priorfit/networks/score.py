@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from priorfit._validation import check_observation_sets
 from priorfit.networks.posterior import Standardizer
 
-__all__ = ["VPSchedule", "ScoreNetwork"]
+__all__ = ["ComposedScoreSampler", "VPSchedule", "ScoreNetwork"]
 
 _BLOCK_ROWS = 4096  # rows per hidden-layer block when evaluating many particles × observations
 
@@ -313,3 +313,19 @@ class ScoreNetwork(nn.Module):
         theta = torch.randn(num_samples, self.theta_dim, device=x.device)
         theta = self._reverse_diffusion(theta, score_fn, steps, sampler, corrector_steps, snr)
         return theta * self.theta_scaler.std + self.theta_scaler.mean
+
+
+class ComposedScoreSampler:
+    """Gives the score network's composed-diffusion sampler the ``sample(shape)`` face of a distribution."""
+
+    def __init__(self, network, x: Tensor, steps: int, iid_method: str) -> None:
+        self.network, self.x, self.steps, self.iid_method = network, x, steps, iid_method
+        self.precisions = None
+        if iid_method == "gauss" and len(x) > network.group_size:  # estimated once, reused by every rejection round
+            self.precisions = network.gauss_precisions(x)
+
+    def sample(self, shape: tuple[int]) -> Tensor:
+        theta = self.network.sample(
+            self.x, shape[0], steps=self.steps, iid_method=self.iid_method, precisions=self.precisions
+        )
+        return theta.unsqueeze(1)
