@@ -1,0 +1,117 @@
+"""One test over every network family of the registry: shapes, gradients, eval determinism, save/load."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from priorfit.registry import FAMILIES, resolve_target
+
+B, N, M = 3, 6, 4  # data sets, context points / observations, query points
+
+
+def _inputs(*shapes):
+    """Inputs drawn from their own generator: the same for a rebuilt network, whatever its weights' seed."""
+    generator = torch.Generator().manual_seed(123)
+    return [torch.randn(*shape, generator=generator) for shape in shapes]
+
+
+def _pfn():
+    network = resolve_target("priorfit.networks.PFNTransformer")(
+        max_features=2, num_outputs=7, d_model=16, n_heads=2, n_layers=1, d_ff=32
+    )
+    x, y, query = _inputs((B, N, 2), (B, N, 1), (B, M, 2))
+
+    def output():
+        return network(x, y, query)
+
+    return network, output, lambda: output().logsumexp(-1).sum(), (B, M, 7)
+
+
+def _dt():
+    network = resolve_target("priorfit.networks.DistributionTransformer")(
+        theta_dim=2, x_dim=2, max_components=2, d_model=16, n_heads=2, n_layers=1, d_ff=32, posterior_head="message"
+    )
+    means, x, theta = _inputs((B, 2, 2), (B, N, 2), (B, 2))
+    logits, tril = torch.zeros(B, 2), torch.eye(2).expand(B, 2, 2, 2)
+
+    def output():
+        return network.posterior_parameters(logits, means, tril, x)[1]
+
+    return network, output, lambda: -network(logits, means, tril, x).log_prob(theta).sum(), (B, 2, 2)
+
+
+def _posterior(name: str, **options):
+    def make():
+        network = resolve_target(name)(theta_dim=2, x_dim=3, encoder={"width": 8, "heads": 2, "layers": 1}, **options)
+        fit_theta, fit_x, theta, x = _inputs((50, 2), (50, N, 3), (B, 2), (B, N, 3))
+        network.fit_standardization(fit_theta, fit_x)
+
+        def output():
+            return network.distribution(x).log_prob(theta)
+
+        return network, output, lambda: network.training_loss(theta, x).sum(), (B,)
+
+    return make
+
+
+def _score():
+    network = resolve_target("priorfit.networks.score.ScoreNetwork")(
+        theta_dim=2, x_dim=3, hidden=16, layers=2, embed_dim=8, null_prob=0.5
+    )
+    fit_theta, fit_x, theta, x = _inputs((50, 2), (50, 1, 3), (8, 2), (8, 1, 3))
+    network.fit_standardization(fit_theta, fit_x)
+
+    def output():  # the score of p_t(θ | x_1, x_2) at two points, composed from single-observation scores
+        return network.composed_score(theta[:2], 0.5, network.embed_observations(x[:2, 0], 2), None)
+
+    def loss():
+        torch.manual_seed(0)  # the null-observation dropout: some rows train the unconditional score
+        return network.training_loss(theta, x).sum()
+
+    return network, output, loss, (2, 2)
+
+
+MAKERS = {
+    "priorfit.networks.PFNTransformer": _pfn,
+    "priorfit.networks.DistributionTransformer": _dt,
+    "priorfit.networks.posterior.FlowPosterior": _posterior("priorfit.networks.posterior.FlowPosterior", transforms=2),
+    "priorfit.networks.posterior.GMMPosterior": _posterior("priorfit.networks.posterior.GMMPosterior", components=2),
+    "priorfit.networks.score.ScoreNetwork": _score,
+}
+
+
+def test_every_network_family_of_the_registry_is_tested_here():
+    networks = {name for name in FAMILIES if name.startswith("priorfit.networks.")}
+    assert networks == set(MAKERS), "add the new family to MAKERS"
+
+
+@pytest.mark.parametrize("family", sorted(MAKERS))
+def test_network_family(family):
+    torch.manual_seed(0)
+    network, output, loss, shape = MAKERS[family]()
+
+    assert tuple(output().shape) == shape
+    with torch.no_grad():  # zero-initialised output layers would hide the layers behind them
+        for parameter in network.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    loss().backward()
+    silent = [name for name, p in network.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not silent, f"no gradient reaches {silent}"
+
+    network.eval()
+    with torch.no_grad():
+        first, second = output(), output()
+    assert torch.equal(first, second), "eval mode must be deterministic"
+
+    buffer = io.BytesIO()
+    torch.save(network.state_dict(), buffer)
+    torch.manual_seed(1)
+    rebuilt, rebuilt_output, _, _ = MAKERS[family]()
+    buffer.seek(0)
+    rebuilt.load_state_dict(torch.load(buffer, weights_only=True))
+    rebuilt.eval()
+    with torch.no_grad():
+        assert torch.allclose(rebuilt_output(), first, atol=1e-6), "save/load must round-trip"
