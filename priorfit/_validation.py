@@ -11,7 +11,7 @@ import torch
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 
-__all__ = ["check_int", "check_float", "check_device", "as_float_tensor", "check_observation_sets"]
+__all__ = ["check_int", "check_float", "check_count_range", "check_device", "as_float_tensor", "check_observation_sets"]
 
 
 def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -47,6 +47,17 @@ def check_float(
     if too_low or too_high:
         raise InvalidHyperparameterError(f"{name} must be {allowed}, got {value}")
     return value
+
+
+def check_count_range(value: Any, name: str) -> None:
+    """A positive integer, or a (low, high) pair of them with low <= high (e.g. ``num_iid``)."""
+    pair = isinstance(value, (tuple, list)) and len(value) == 2
+    values = list(value) if pair else [value]
+    ok = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values)
+    if not ok or (pair and values[0] > values[1]):
+        raise InvalidHyperparameterError(
+            f"{name} must be a positive integer or a (low, high) pair with 1 <= low <= high, got {value!r}"
+        )
 
 
 def check_device(device: Any, name: str = "device") -> torch.device:

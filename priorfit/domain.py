@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from priorfit.errors import OutOfDomainError, OutOfDomainWarning
+from priorfit.errors import OutOfDomainError, OutOfDomainWarning, SimulatorWarning
 
-__all__ = ["TrainingDomain", "domain_of_simulations", "strict_domain"]
+__all__ = ["TrainingDomain", "domain_of_simulations", "strict_domain", "warn_lost_simulations"]
 
 
 def strict_domain() -> bool:
@@ -79,3 +79,14 @@ def domain_of_simulations(theta: Tensor, x: Tensor) -> TrainingDomain:
             "num_simulations": [len(theta), len(theta)],
         }
     )
+
+
+def warn_lost_simulations(dropped: int, total: int, what: str) -> None:
+    """Above 1 % of the simulations lost, the posterior is one under a truncated prior: say so."""
+    if total and dropped / total > 0.01:
+        warnings.warn(
+            f"{dropped} of {total} simulations ({dropped / total:.1%}) {what}: the posterior is trained only where "
+            "the simulator works, i.e. under the prior truncated to that region; check the simulator there",
+            SimulatorWarning,
+            stacklevel=3,
+        )

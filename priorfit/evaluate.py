@@ -22,21 +22,9 @@ from torch import Tensor
 from priorfit._files import atomic_write
 from priorfit.diagnostics import SBCResult, TarpResult, sbc, tarp
 from priorfit.errors import CheckpointError, InvalidHyperparameterError, PriorfitError
+from priorfit.networks.sampling import posterior_samples
 
 __all__ = ["CalibrationCallback", "calibration_report", "posterior_samples", "held_out_pairs", "main"]
-
-
-@torch.no_grad()
-def posterior_samples(network, x: Tensor, num_samples: int, *, chunk: int = 50) -> Tensor:
-    """(num_samples, B, Dθ) draws of q(θ | x_b) for each set x_b of x (B, n, Dx), in chunks of sets."""
-    parts = []
-    for start in range(0, len(x), chunk):
-        block = x[start : start + chunk]
-        if not network.has_density:  # score networks sample one observation set at a time
-            parts.append(torch.stack([network.sample(xb, num_samples) for xb in block], dim=1))
-        else:
-            parts.append(network.distribution(block).sample((num_samples,)))
-    return torch.cat(parts, dim=1)
 
 
 def held_out_pairs(task, trainer: pl.Trainer | None, count: int, seed: int) -> tuple[Tensor, Tensor]:

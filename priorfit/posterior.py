@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal
@@ -13,9 +12,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from priorfit._validation import as_float_tensor, check_float, check_int
-from priorfit.domain import domain_of_simulations
-from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError, SimulatorWarning
+from priorfit._validation import as_float_tensor, check_count_range, check_float, check_int, check_observation_sets
+from priorfit.domain import domain_of_simulations, warn_lost_simulations
+from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
+from priorfit.networks.sampling import posterior_samples
 from priorfit.networks.score import ComposedScoreSampler
 from priorfit.runs import KeepBestWeights
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
@@ -90,7 +90,7 @@ class AmortizedPosterior:
             raise InvalidHyperparameterError(
                 f"network must be a dict of network settings, got {type(network).__name__}"
             )
-        _check_num_iid(num_iid)
+        check_count_range(num_iid, "num_iid")
         check_int(max_epochs, "max_epochs", minimum=1)
         check_int(patience, "patience", minimum=0)
         check_int(batch_size, "batch_size", minimum=1)
@@ -140,7 +140,9 @@ class AmortizedPosterior:
         simulations = simulate_budget(simulator_prior, num_simulations, 1, seed=self.seed)
         self.fit_simulations(*simulations, prior=prior)
         self.num_dropped_ += simulator_prior.num_dropped  # redrawn in simulation, so never trained on
-        _warn_dropped(simulator_prior.num_dropped, simulator_prior.num_simulated, "returned NaN/inf and were redrawn")
+        warn_lost_simulations(
+            simulator_prior.num_dropped, simulator_prior.num_simulated, "returned NaN/inf and were redrawn"
+        )
         return self
 
     def fit_simulations(
@@ -167,7 +169,7 @@ class AmortizedPosterior:
         self.num_dropped_ = int((~finite).sum())
         if self.num_dropped_:
             theta, x = theta[finite], x[finite]
-            _warn_dropped(self.num_dropped_, len(finite), "were dropped (NaN or infinite values)")
+            warn_lost_simulations(self.num_dropped_, len(finite), "were dropped (NaN or infinite values)")
         if len(theta) < 2:
             raise PriorfitValidationError(
                 f"no usable simulations: {len(theta)} of {len(finite)} rows are finite with at least one observation; "
@@ -249,12 +251,16 @@ class AmortizedPosterior:
             raise PriorfitValidationError(
                 f"x_obs must be one set of observations (n, {network.x_dim}), got {tuple(x.shape)}"
             )
+        self._check_domain(x)
+        return x
+
+    def _check_domain(self, x: Tensor) -> None:
+        """Warn when observation sets (B, n, Dx) leave the training domain (``priorfit.domain``)."""
         domain = self.task_.domain
         if self.estimator != "score":  # the score estimator composes single-observation scores for any n
             advice = "Retrain with num_iid=(1, n), or use the 'score' estimator, which composes any number."
             domain.check("num_observations", x.shape[1], advice=advice)
-        domain.check("x", x[0], advice="Check the observation's units, or simulate a wider range and retrain.")
-        return x
+        domain.check("x", x, advice="Check the observations' units, or simulate a wider range and retrain.")
 
     @torch.no_grad()
     def sample(self, x_obs: Tensor, num_samples: int = 1000, *, reject_outside_prior: bool = True) -> Tensor:
@@ -288,6 +294,15 @@ class AmortizedPosterior:
                 )
         self.acceptance_rate_ = have / drawn
         return torch.cat(kept)[:num_samples]
+
+    def sample_batch(self, x: Tensor, num_samples: int = 1000) -> Tensor:
+        """(num_samples, B, Dθ) draws of q(θ | x_b) for every set x_b of x (B, n, Dx): what ``tarp`` and ``sbc``
+        take. No rejection outside the prior's support (use ``sample`` for one set with it)."""
+        network = self._network()
+        check_int(num_samples, "num_samples", minimum=1)
+        x = check_observation_sets(x, network.x_dim)
+        self._check_domain(x)
+        return posterior_samples(network, x, num_samples)
 
     def _density_network(self):
         if self.estimator == "score":
@@ -373,25 +388,3 @@ class AmortizedPosterior:
             restored.load_state_dict(weights)
             state["task_"] = restored.eval()
         self.__dict__.update(state)
-
-
-def _warn_dropped(dropped: int, total: int, what: str) -> None:
-    """Above 1 % of the simulations lost, the posterior is one under a truncated prior: say so."""
-    if total and dropped / total > 0.01:
-        warnings.warn(
-            f"{dropped} of {total} simulations ({dropped / total:.1%}) {what}: the posterior is trained only where "
-            "the simulator works, i.e. under the prior truncated to that region; check the simulator there",
-            SimulatorWarning,
-            stacklevel=3,
-        )
-
-
-def _check_num_iid(num_iid) -> None:
-    """``num_iid``: a positive int or a (low, high) pair of them with low <= high."""
-    pair = isinstance(num_iid, (tuple, list)) and len(num_iid) == 2
-    values = list(num_iid) if pair else [num_iid]
-    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
-    if not ok or (pair and values[0] > values[1]):
-        raise InvalidHyperparameterError(
-            f"num_iid must be a positive integer or a (low, high) pair with 1 <= low <= high, got {num_iid!r}"
-        )

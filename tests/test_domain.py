@@ -120,3 +120,12 @@ def test_a_simulator_that_fails_on_half_the_prior_warns_that_the_prior_is_trunca
     post = AmortizedPosterior("gmm", max_epochs=1, logger=None, progress_bar=False)
     with pytest.warns(SimulatorWarning, match="truncated"):
         post.fit(problem.prior, half_broken, num_simulations=200)
+
+
+def test_sample_batch_gives_samples_per_set_and_checks_the_domain(single_observation_posterior):
+    problem, post = single_observation_posterior
+    theta = problem.prior.sample((7,))
+    x = problem.simulate(theta).unsqueeze(1)
+    assert post.sample_batch(x, 20).shape == (20, 7, 2)
+    with pytest.warns(OutOfDomainWarning, match="num_observations = 3"):
+        post.sample_batch(x.repeat(1, 3, 1), 5)
