@@ -454,6 +454,7 @@ ROWS += [
     ("dt-filter-none", lambda c: c["dt"].filter(c["prior"], None), Invalid, "iterable"),
     ("dt-filter-string", lambda c: c["dt"].filter(c["prior"], "abc"), Invalid, "iterable"),
     ("tarp-seed-str", lambda c: tarp(GOOD_SAMPLES, GOOD_THETA, seed="x"), Invalid, "seed"),
+    ("tarp-constant-theta", lambda c: tarp(GOOD_SAMPLES, torch.zeros(30, 2)), Invalid, "does not vary in dimension 0"),
     ("sbc-seed-str", lambda c: sbc(GOOD_SAMPLES, GOOD_THETA, seed="x"), Invalid, "seed"),
 ]
 

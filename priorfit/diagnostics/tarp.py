@@ -220,6 +220,12 @@ def tarp(
     if num_bins is not None:
         check_int(num_bins, "num_bins", minimum=1)
     check_int(num_bootstrap, "num_bootstrap", minimum=0)
+    flat = (theta_true.max(0).values == theta_true.min(0).values).nonzero()
+    if normalize and len(flat):
+        raise PriorfitValidationError(
+            f"theta_true does not vary in dimension {int(flat[0])}: TARP scales θ to the cube its values span, "
+            "which is empty there; pass more varied true parameters, or normalize=False"
+        )
     generator = torch.Generator().manual_seed(check_int(seed, "seed"))
     if references is None:
         references = torch.rand(theta_true.shape, generator=generator, dtype=theta_true.dtype)
