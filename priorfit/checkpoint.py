@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import torch
@@ -171,8 +171,7 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     network_config = hparams.get("network")
     network_config = dict(network_config) if isinstance(network_config, dict) else {}
     target = network_config.setdefault("_target_", "priorfit.networks.PFNTransformer")
-    try:
-        check_config(network_config, where="network")
+    try:  # build() below checks the network config; the head's sizes are checked here
         check_config({key: hparams.get(key) for key in ("objective", "num_classes", "num_buckets")})
         if task_name != "PFNTask" or resolve_target(target) is not PFNTransformer:
             raise CheckpointError(f"it holds a {task_name} ({target}), not a PFN; use priorfit.load_checkpoint for it")
@@ -181,7 +180,7 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
         elif "head.borders" in state:
             head = BarDistribution(state["head.borders"])
         else:
-            raise CheckpointError(f"{path}: a regression PFN checkpoint without stored bucket borders")
+            raise CheckpointError("a regression PFN checkpoint without stored bucket borders")
         network = build(network_config, num_outputs=head.num_outputs)
     except CheckpointError as error:
         raise type(error)(f"{path}: {error}") from None
@@ -194,18 +193,11 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
 
 
 def _trusted(names) -> frozenset[str]:
-    if isinstance(names, str) or not all(isinstance(name, str) for name in _iterable(names)):
+    if isinstance(names, str) or not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
         raise CheckpointError(
             f"trusted_targets must be a set of class names such as {{'my_priors.SineWaves'}}, got {names!r:.60}"
         )
     return frozenset(names)
-
-
-def _iterable(values) -> list:
-    try:
-        return list(values)
-    except TypeError:
-        return [None]
 
 
 def cached_pfn(name_or_path: str | os.PathLike, device: str = "cpu") -> PFNModel:
@@ -254,7 +246,7 @@ def _read_safetensors(path: Path) -> tuple[str, dict, dict]:
     try:
         data = path.read_bytes()
         header_size = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or header_size > len(data) - 8:
+        if header_size > len(data) - 8:  # also a file shorter than the 8-byte length field
             raise ValueError("the header is longer than the file")
         header = json.loads(data[8 : 8 + header_size])
         state = load_safetensors(data)

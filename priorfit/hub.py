@@ -222,13 +222,14 @@ def resolve_checkpoint(
             "(see priorfit.hub.list_checkpoints())"
         )
     registry = REGISTRY if registry is None else registry
-    if looks_like_path(name_or_path) or str(name_or_path) not in registry:
+    is_path = looks_like_path(name_or_path)
+    if is_path or str(name_or_path) not in registry:
         path = Path(name_or_path).expanduser()
         if path.is_file():
             return path  # a user's own file: used as is, never moved or changed
         if path.exists():
             raise CheckpointError(f"checkpoint path {path} is not a file")
-        if looks_like_path(name_or_path):
+        if is_path:
             raise CheckpointError(f"checkpoint not found: {path} does not exist")
     spec = get_spec(str(name_or_path), registry)
     checked = []

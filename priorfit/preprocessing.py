@@ -42,10 +42,10 @@ def check_table(X: Any) -> Any:
             elif getattr(dtype, "kind", "") == "O":
                 _refuse_times(X[name].to_numpy(), repr(name))
         return X.assign(**converted) if converted else X
-    array = np.asarray(X) if not hasattr(X, "dtype") else X
-    if getattr(array, "dtype", None) is not None and array.dtype.kind in "mM":
+    array = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if array.dtype.kind in "mM":
         raise _time_column("(all columns)", str(array.dtype))
-    if getattr(array, "dtype", None) is not None and array.dtype.kind == "O" and array.ndim == 2:
+    if array.dtype.kind == "O" and array.ndim == 2:
         for index in range(array.shape[1]):
             _refuse_times(array[:, index], f"{index}")
     return X

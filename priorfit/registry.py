@@ -18,7 +18,7 @@ from typing import Any
 
 from priorfit.errors import InvalidHyperparameterError, UntrustedTargetError
 
-__all__ = ["FAMILIES", "SIZE_LIMITS", "build", "check_config", "targets_in", "resolve_target"]
+__all__ = ["FAMILIES", "SIZE_LIMITS", "build", "check_config", "check_size", "targets_in", "resolve_target"]
 
 # name as written in configs and checkpoints -> "module:attribute" of its constructor
 FAMILIES: dict[str, str] = {
@@ -169,7 +169,7 @@ def _check(value: Any, where: str, depth: int, trusted_targets: Collection[str])
                 raise UntrustedTargetError(f"{where}: the key {key!r} is not accepted in a stored configuration")
             else:
                 _check(item, f"{where}.{key}", depth + 1, trusted_targets)
-                _check_size(key, item, f"{where}.{key}")
+                check_size(key, item, where=f"{where}.{key}")
     elif isinstance(value, (list, tuple)):
         if len(value) > MAX_ITEMS:
             raise InvalidHyperparameterError(f"{where}: {len(value)} items (at most {MAX_ITEMS})")
@@ -189,7 +189,9 @@ def _require_allowed(name: Any, trusted_targets: Collection[str]) -> None:
     resolve_target(name, trusted_targets)  # raises with the full explanation
 
 
-def _check_size(key: str, value: Any, where: str) -> None:
+def check_size(key: str, value: Any, *, where: str | None = None) -> None:
+    """Raise unless a size argument named ``key`` is an integer (or list of them) within ``SIZE_LIMITS[key]``."""
+    where = key if where is None else where
     if key not in SIZE_LIMITS or value is None:
         return
     low, high = SIZE_LIMITS[key]

@@ -17,7 +17,7 @@ from priorfit.networks.bar_distribution import BarDistribution, borders_from_sam
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
-from priorfit.registry import build, check_config
+from priorfit.registry import build, check_config, check_size
 
 __all__ = ["PFNTask", "warmup_cosine", "adamw_warmup_cosine", "check_optimizer_settings"]
 
@@ -106,13 +106,17 @@ class PFNTask(pl.LightningModule):
         super().__init__()
         prior, network = plain_config(prior), plain_config(network)
         check_optimizer_settings(lr, weight_decay, warmup_steps, min_lr_ratio)
-        check_config({"prior": prior, "network": network}, trusted_targets=trusted_targets)
+        # the prior is built (and checked) before the borders are drawn from it; the network only after them
+        check_config(network, trusted_targets=trusted_targets, where="network")
         if objective not in ("regression", "classification"):
             raise InvalidHyperparameterError(f"objective must be 'regression' or 'classification', got {objective!r}")
-        check_int(num_buckets, "num_buckets", minimum=2, maximum=100_000)
-        check_int(num_classes, "num_classes", minimum=2, maximum=10_000)
-        check_int(border_datasets, "border_datasets", minimum=1, maximum=1_000_000)
-        check_int(border_points, "border_points", minimum=1, maximum=100_000)
+        for key, value in dict(
+            num_buckets=num_buckets,
+            num_classes=num_classes,
+            border_datasets=border_datasets,
+            border_points=border_points,
+        ).items():
+            check_size(key, value)
         if len(betas) != 2 or not all(0 <= check_float(b, "betas") < 1 for b in betas):
             raise InvalidHyperparameterError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.save_hyperparameters(
