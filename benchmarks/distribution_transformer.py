@@ -415,7 +415,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="carry sections not rerun over from --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from priorfit.checkpoint import load_checkpoint
+    from priorfit.checkpoint import load_task
 
     networks = {2: args.checkpoint_2d, 5: args.checkpoint_5d}
     report: dict = json.loads(args.out.read_text()) if args.keep and args.out.exists() else {"accuracy": {}}
@@ -425,7 +425,7 @@ def main() -> None:
     for dim, path in networks.items():
         if not path:
             continue
-        task = load_checkpoint(path)
+        task = load_task(path)
         network, prior_family = task.network, task.prior
         if "accuracy" in args.sections:
             report["accuracy"][str(dim)] = accuracy(network, prior_family, args.posteriors)
@@ -441,7 +441,7 @@ def main() -> None:
                 report["filtering"] = filtering(network, prior_family, 200, 50)
                 print("filtering", [round(r["excess_nll"], 3) for r in report["filtering"]["by_step"][::5]])
     if args.checkpoint_gp and "gp" in args.sections:
-        task = load_checkpoint(args.checkpoint_gp)
+        task = load_task(args.checkpoint_gp)
         report["checkpoints"]["gp_predictive"] = str(args.checkpoint_gp)
         report["gp_predictive"] = {
             "accuracy": accuracy(task.network, task.prior, args.posteriors),
@@ -450,7 +450,7 @@ def main() -> None:
         print("gp", {k: v["mean_excess_nll_per_dim"] for k, v in report["gp_predictive"]["accuracy"].items()})
         print("gp baselines", report["gp_predictive"]["baselines"]["by_n"])
     if args.checkpoint_range_bearing and "nonlinear" in args.sections:
-        task = load_checkpoint(args.checkpoint_range_bearing)
+        task = load_task(args.checkpoint_range_bearing)
         report["checkpoints"]["range_bearing"] = str(args.checkpoint_range_bearing)
         report["nonlinear"] = nonlinear(task.network, task.prior, 200)
         print("nonlinear", [round(r["excess_nll_where_ess_at_least_1000"], 3) for r in report["nonlinear"]["by_n"]])

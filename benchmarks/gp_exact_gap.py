@@ -139,9 +139,9 @@ def vm_hwm_mb() -> float:
 
 def inference_probe(model_file: str) -> dict:
     """Run in a fresh process: latency and peak RSS of one forward with 1,000 context + 1,000 queries."""
-    from priorfit import load_checkpoint
+    from priorfit.checkpoint import load_task
 
-    task = load_checkpoint(model_file)
+    task = load_task(model_file)
     rss_loaded = vm_hwm_mb()
     batch = task.prior.sample(1, 2000, generator=torch.Generator().manual_seed(1))
     xc, yc, xq = batch.x[:, :1000], batch.y[:, :1000], batch.x[:, 1000:]
@@ -223,9 +223,9 @@ def main() -> None:
 
     # priorfit
     if args.load:
-        from priorfit import load_checkpoint
+        from priorfit.checkpoint import load_task
 
-        task, model_file, train_info = load_checkpoint(args.load), args.load, {"loaded_from": args.load}
+        task, model_file, train_info = load_task(args.load), args.load, {"loaded_from": args.load}
     else:
         rate = measure_rate_priorfit(args.calibration_steps, args.override)
         steps = int(rate * budget_s * 0.97)

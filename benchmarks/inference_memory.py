@@ -34,8 +34,8 @@ print(json.dumps({{"latency_1000ctx_1000query_s": latency, "peak_rss_mb": int(hw
 PRIORFIT_PROBE = """
 import json, time, torch
 torch.set_num_threads(2)
-from priorfit import load_checkpoint
-model = load_checkpoint("pfn-gp-1d")
+from priorfit.checkpoint import load_task
+model = load_task("pfn-gp-1d")
 before = [l for l in open('/proc/self/status').read().splitlines() if l.startswith('VmRSS:')][0].split()[1]
 batch = model.prior.sample(1, 2000, generator=torch.Generator().manual_seed(1))
 xc, yc, xq = batch.x[:, :1000], batch.y[:, :1000], batch.x[:, 1000:]

@@ -408,9 +408,9 @@ def main() -> None:
         mcmc_reference(prior, noisy, args.cutoffs, args.mcmc_curves, args.mcmc_seconds, args.mcmc_cache)
     if args.part == "mcmc":
         return
-    from priorfit.checkpoint import load_pfn
+    from priorfit.checkpoint import load_pfn_model
 
-    model = load_pfn(args.checkpoint)
+    model = load_pfn_model(args.checkpoint)
     mcmc = json.loads(args.mcmc_cache.read_text()) if args.mcmc_cache.exists() else {"runs": {}}
     results = compare(model, noisy, args.cutoffs, mcmc, args.mcmc_curves)
     recorded = record_curves(prior.num_epochs)

@@ -18,7 +18,7 @@ import torch
 from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from learning_curves import pfn_scores
 
-from priorfit.checkpoint import load_pfn
+from priorfit.checkpoint import load_pfn_model
 from priorfit.priors import LearningCurvePrior
 
 SELECTION_SEED = 777_000_123
@@ -36,7 +36,9 @@ def main() -> None:
     prior = LearningCurvePrior()
     batch = prior.sample(args.curves, prior.num_epochs, generator=torch.Generator().manual_seed(SELECTION_SEED))
     noisy = batch.y[..., 0].double().numpy()
-    scores = {name: {c: pfn_scores(load_pfn(name), noisy, c)[0] for c in args.cutoffs} for name in args.checkpoints}
+    scores = {
+        name: {c: pfn_scores(load_pfn_model(name), noisy, c)[0] for c in args.cutoffs} for name in args.checkpoints
+    }
     first = scores[args.checkpoints[0]]
     report = {"curves": args.curves, "seed": SELECTION_SEED, "checkpoints": {}}
     for name, by_cutoff in scores.items():

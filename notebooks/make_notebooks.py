@@ -508,11 +508,12 @@ shrink with the information an update adds, which is what keeps long filtering r
         "code",
         """import matplotlib.pyplot as plt
 import torch
-from priorfit import GMM, DistributionTransformer
+import priorfit
+from priorfit import GMM
 from priorfit.priors import LinearGaussian
 
 torch.set_num_threads(1)
-dt = DistributionTransformer.from_pretrained("dt-linear-gaussian-2d")
+dt = priorfit.load("dt-linear-gaussian-2d")
 likelihood = LinearGaussian(2, noise_std=1.0)
 
 def exact(prior, x):

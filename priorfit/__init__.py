@@ -24,6 +24,7 @@ __all__ = [
     "LearningCurveExtrapolator",
     "DistributionTransformer",
     "GMM",
+    "load",
     "load_checkpoint",
     "load_pfn",
     "export_checkpoint",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "load": "priorfit.loading",
     "load_checkpoint": "priorfit.checkpoint",
     "load_pfn": "priorfit.checkpoint",
     "export_checkpoint": "priorfit.checkpoint",

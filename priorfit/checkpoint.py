@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
@@ -20,12 +21,15 @@ from priorfit._validation import check_device
 from priorfit.errors import CheckpointError, PriorfitValidationError
 
 __all__ = [
+    "load_task",
+    "load_pfn_model",
     "load_checkpoint",
     "load_pfn",
     "cached_pfn",
     "load_weights",
     "export_checkpoint",
     "is_priorfit_checkpoint",
+    "read_config",
     "PFNModel",
     "FORMAT_VERSION",
 ]
@@ -86,13 +90,34 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
     trusted_targets: Collection[str] = (),
 ):
-    """Rebuild a trained task (network, head and prior) from a checkpoint.
+    """Deprecated: use :func:`priorfit.load` (the object you query) or :func:`load_task` (the training task)."""
+    _deprecated("priorfit.load_checkpoint", "priorfit.load(name_or_path)")
+    return load_task(name_or_path, map_location=map_location, trusted_targets=trusted_targets)
+
+
+def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> PFNModel:
+    """Deprecated: use :func:`priorfit.load`, or :func:`load_pfn_model` for the bare network and head."""
+    _deprecated("priorfit.load_pfn", "priorfit.load(name_or_path)")
+    return load_pfn_model(name_or_path, map_location=map_location)
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated and will be removed in priorfit 0.2; use {new}", DeprecationWarning, 3)
+
+
+def load_task(
+    name_or_path: str | os.PathLike,
+    *,
+    map_location: str | torch.device = "cpu",
+    trusted_targets: Collection[str] = (),
+):
+    """Rebuild a trained task (network, head and prior) from a checkpoint: what training, fine-tuning and
+    ``priorfit-eval`` start from (users call :func:`priorfit.load`).
 
     Accepts a path to a Lightning ``.ckpt`` written by ``priorfit-train`` or a
     ``.safetensors`` export, or a registered name (``"pfn-gp-1d"``; see ``priorfit.hub``), which
     is looked up in the bundled files, then the cache, then downloaded, and hash-checked each time.
-    The returned module is in eval mode; ``task.predictive(x_ctx, y_ctx, x_query)`` gives
-    the posterior predictive and ``task.prior`` the prior it was trained on.
+    The returned module is in eval mode.
 
     The stored configuration may name only priorfit's own prior and network classes
     (``priorfit.registry.FAMILIES``); a model trained on your own prior class loads only when you name that
@@ -117,6 +142,23 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: its stored configuration cannot be rebuilt: {error}") from None
     _load_state(task, state, f"{path}: weights do not match the stored configuration")
     return task.to(map_location).eval()
+
+
+def read_config(path: Path) -> tuple[str, dict]:
+    """(task class name, stored hyperparameters) of a resolved checkpoint file; a safetensors export is read from its
+    header only. Nothing is built or checked against the allow list."""
+    if _looks_like_safetensors(_head(path)):
+        try:
+            with open(path, "rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                metadata = json.loads(handle.read(min(size, 100_000_000))).get("__metadata__") or {}
+            hparams = json.loads(metadata["hyper_parameters"])
+            if isinstance(hparams, dict):
+                return metadata.get("task", "PFNTask"), hparams
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # _read below names the problem
+    task_name, hparams, _ = _read(path)
+    return task_name, hparams
 
 
 def load_weights(task: torch.nn.Module, name_or_path: str | os.PathLike) -> Path:
@@ -153,10 +195,10 @@ class PFNModel(torch.nn.Module):
         return self.network(x_context, y_context, x_query)
 
 
-def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> PFNModel:
-    """Load a PFN checkpoint for inference (what the estimators use).
+def load_pfn_model(name_or_path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> PFNModel:
+    """Load a PFN checkpoint's network and head for inference (what the estimators use).
 
-    Resolves names and paths like :func:`load_checkpoint` but builds only the network and its head
+    Resolves names and paths like :func:`load_task` but builds only the network and its head
     from the stored configuration, so neither Lightning nor Hydra nor the prior is imported or built.
     """
     from priorfit.hub import resolve_checkpoint
@@ -174,7 +216,7 @@ def load_pfn(name_or_path: str | os.PathLike, *, map_location: str | torch.devic
     try:  # build() below checks the network config; the head's sizes are checked here
         check_config({key: hparams.get(key) for key in ("objective", "num_classes", "num_buckets")})
         if task_name != "PFNTask" or resolve_target(target) is not PFNTransformer:
-            raise CheckpointError(f"it holds a {task_name} ({target}), not a PFN; use priorfit.load_checkpoint for it")
+            raise CheckpointError(f"it holds a {task_name} ({target}), not a PFN; use priorfit.load for it")
         if hparams.get("objective") == "classification":
             head = ClassificationHead(int(hparams["num_classes"]))
         elif "head.borders" in state:
@@ -201,7 +243,7 @@ def _trusted(names) -> frozenset[str]:
 
 
 def cached_pfn(name_or_path: str | os.PathLike, device: str = "cpu") -> PFNModel:
-    """:func:`load_pfn`, built once per file and device for every estimator (a shared, read-only model).
+    """:func:`load_pfn_model`, built once per file and device for every estimator (a shared, read-only model).
 
     Keyed on the file's identity (path, size, mtime, inode), not the name or path string, so a file replaced on
     disk is read again.
@@ -213,7 +255,7 @@ def cached_pfn(name_or_path: str | os.PathLike, device: str = "cpu") -> PFNModel
 
 @functools.lru_cache(maxsize=8)
 def _pfn_of_file(identity: tuple, device: str) -> PFNModel:
-    return load_pfn(Path(identity[0]), map_location=device)
+    return load_pfn_model(Path(identity[0]), map_location=device)
 
 
 def _load_state(module: torch.nn.Module, state: dict, problem: str) -> None:
@@ -226,11 +268,17 @@ def _load_state(module: torch.nn.Module, state: dict, problem: str) -> None:
 
 def _read(path: Path) -> tuple[str, dict, dict]:
     """(task class name, hyperparameters, state dict) of a safetensors export or a Lightning checkpoint."""
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
+    if path.suffix == ".safetensors" or _looks_like_safetensors(_head(path)):
         return _read_safetensors(path)
     return _read_lightning(path)
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16)
+    except OSError as error:
+        raise CheckpointError(f"cannot read the checkpoint {path}: {error}") from None
 
 
 def _looks_like_safetensors(head: bytes) -> bool:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from priorfit.errors import OutOfDomainError, OutOfDomainWarning, SimulatorWarning
+from priorfit.errors import OutOfDomainError, OutOfDomainWarning, PriorfitValidationError, SimulatorWarning
 
-__all__ = ["TrainingDomain", "domain_of_simulations", "strict_domain", "warn_lost_simulations"]
+__all__ = ["TrainingDomain", "domain_of_simulations", "strict_domain", "usable_simulations", "warn_lost_simulations"]
 
 
 def strict_domain() -> bool:
@@ -90,3 +90,25 @@ def warn_lost_simulations(dropped: int, total: int, what: str) -> None:
             SimulatorWarning,
             stacklevel=3,
         )
+
+
+def usable_simulations(theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """The simulations a posterior trains on, of θ (N, Dθ) and x (N, n, Dx), and how many were dropped.
+
+    Dropped (and warned about above 1 %): an infinite value anywhere, a NaN in θ, an observation with some but not
+    all coordinates NaN, a set with no observation. All-NaN observation rows are kept: they pad sets of different
+    sizes. Fewer than 2 usable simulations is an error.
+    """
+    missing = torch.isnan(x)
+    padding, broken = missing.all(-1), (missing.any(-1) & ~missing.all(-1)).any(-1)
+    usable = (~torch.isinf(x)).all(dim=(1, 2)) & (~padding).any(-1) & ~broken & torch.isfinite(theta).all(1)
+    num_dropped = int((~usable).sum())
+    if num_dropped:
+        theta, x = theta[usable], x[usable]
+        warn_lost_simulations(num_dropped, len(usable), "were dropped (NaN or infinite values)")
+    if len(theta) < 2:
+        raise PriorfitValidationError(
+            f"no usable simulations: {len(theta)} of {len(usable)} rows are finite with at least one observation; "
+            "training needs at least 2 (check the simulator for NaN / infinite outputs)"
+        )
+    return theta, x, num_dropped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "PriorfitError",
     "PriorfitValidationError",
@@ -14,6 +16,7 @@ __all__ = [
     "OutOfDomainWarning",
     "OutOfDomainError",
     "SimulatorWarning",
+    "NotFittedError",  # noqa: F822 (defined on first use, by __getattr__ below)
 ]
 
 
@@ -62,3 +65,20 @@ class OutOfDomainError(PriorfitValidationError):
 class SimulatorWarning(UserWarning):
     """More than 1 % of the simulations returned NaN or infinite values: the posterior is one under a truncated
     prior."""
+
+
+def __getattr__(name: str) -> Any:
+    # NotFittedError subclasses scikit-learn's (so ``except sklearn.exceptions.NotFittedError`` catches every unfitted
+    # priorfit model) and is defined on first use: importing scikit-learn costs about a second, which
+    # ``import priorfit.errors`` (imported by every layer) should not pay
+    if name != "NotFittedError":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(SklearnNotFittedError, PriorfitValidationError):
+        """A model queried before ``fit``; scikit-learn's ``NotFittedError``, a ``ValueError`` and an
+        ``AttributeError``."""
+
+    NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"
+    globals()["NotFittedError"] = NotFittedError
+    return NotFittedError

@@ -173,12 +173,12 @@ def evaluate_checkpoint(
 ) -> dict:
     """Calibration report (JSON + PNG) of a posterior checkpoint; returns the JSON content.
 
-    ``trusted_targets``: your own prior classes the checkpoint names (see ``priorfit.load_checkpoint``).
+    ``trusted_targets``: your own prior classes the checkpoint names (see ``priorfit.load``).
     """
-    from priorfit.checkpoint import load_checkpoint
+    from priorfit.checkpoint import load_task
     from priorfit.tasks.posterior import PosteriorTask
 
-    task = load_checkpoint(ckpt_path, trusted_targets=trusted_targets)
+    task = load_task(ckpt_path, trusted_targets=trusted_targets)
     if not isinstance(task, PosteriorTask):
         raise CheckpointError(
             f"{ckpt_path} holds a {type(task).__name__}: priorfit-eval reports the calibration of posterior "

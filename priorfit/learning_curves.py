@@ -101,7 +101,9 @@ class LearningCurveExtrapolator:
     def _logits(self, t_future) -> Tensor:
         """(B, m, buckets) logits of the predictive at the future epochs."""
         if not hasattr(self, "model_"):
-            raise PriorfitValidationError("this LearningCurveExtrapolator is not fitted yet; call fit(t, y) first")
+            from priorfit.errors import NotFittedError
+
+            raise NotFittedError("this LearningCurveExtrapolator is not fitted yet; call fit(t, y) first")
         future = torch.as_tensor(self._check_epochs(t_future, "t_future"), dtype=torch.float32, device=self.device)
         batch = self.y_.shape[0]
         x_context = (self.t_ / self.num_epochs_).unsqueeze(-1)

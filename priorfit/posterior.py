@@ -12,12 +12,20 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from priorfit._validation import as_float_tensor, check_count_range, check_float, check_int, check_observation_sets
-from priorfit.domain import domain_of_simulations, warn_lost_simulations
+from priorfit._validation import (
+    as_float_tensor,
+    check_count_range,
+    check_device,
+    check_float,
+    check_int,
+    check_observation_sets,
+)
+from priorfit.domain import domain_of_simulations, usable_simulations, warn_lost_simulations
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
-from priorfit.networks.sampling import posterior_samples
+from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_samples
 from priorfit.networks.score import ComposedScoreSampler
-from priorfit.runs import KeepBestWeights
+from priorfit.registry import posterior_kinds
+from priorfit.runs import KeepBestWeights, make_logger
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
 __all__ = ["AmortizedPosterior"]
@@ -39,7 +47,8 @@ class AmortizedPosterior:
         max_epochs, patience: training stops after ``patience`` epochs without a better validation loss
             (sbi's rule); the best weights are kept.
         batch_size, lr, validation_fraction, seed: training settings; ``seed`` also fixes the simulations.
-        logger: "wandb" (offline, under ``$PRIORFIT_RUNS_DIR`` or ``runs/``), "csv" or None.
+        logger: None (no logs, the default), "wandb" (offline, under ``$PRIORFIT_RUNS_DIR`` or ``runs/``) or "csv".
+        device: where it trains and answers: "cpu", "cuda", "cuda:1", "mps" (``posterior(device=)`` moves it).
         progress_bar: Lightning's progress bar while training.
         sampling_steps: reverse-diffusion steps of the "score" sampler (None: 50 for "gauss", 200 for
             "geffner", whose Langevin-corrected sampler needs more).
@@ -73,15 +82,16 @@ class AmortizedPosterior:
         lr: float = 5e-4,
         validation_fraction: float = 0.1,
         seed: int = 0,
-        logger: Literal["wandb", "csv"] | None = "wandb",
+        logger: Literal["wandb", "csv"] | None = None,
         progress_bar: bool = True,
         sampling_steps: int | None = None,
         iid_method: Literal["gauss", "geffner"] = "gauss",
         lr_plateau_patience: int | None = 5,
         fisher_weight: float = 0.0,
+        device: str = "cpu",
     ) -> None:
-        if estimator not in ("flow", "gmm", "score"):
-            raise InvalidHyperparameterError(f"estimator must be 'flow', 'gmm' or 'score', got {estimator!r}")
+        if not isinstance(estimator, str) or estimator not in posterior_kinds():  # the registry's posterior families
+            raise InvalidHyperparameterError(f"estimator must be one of {sorted(posterior_kinds())}, got {estimator!r}")
         if iid_method not in ("gauss", "geffner"):
             raise InvalidHyperparameterError(f"iid_method must be 'gauss' or 'geffner', got {iid_method!r}")
         if logger not in ("wandb", "csv", None):
@@ -100,6 +110,7 @@ class AmortizedPosterior:
         )
         check_int(seed, "seed")
         check_float(fisher_weight, "fisher_weight", minimum=0)
+        check_device(device)
         if sampling_steps is not None:
             check_int(sampling_steps, "sampling_steps", minimum=1)
         if lr_plateau_patience is not None:
@@ -119,6 +130,7 @@ class AmortizedPosterior:
         self.iid_method = iid_method
         self.lr_plateau_patience = lr_plateau_patience
         self.fisher_weight = fisher_weight
+        self.device = device
         self.task_: Any = None
         self.prior_: torch.distributions.Distribution | None = None
         self.acceptance_rate_: float | None = None
@@ -162,19 +174,7 @@ class AmortizedPosterior:
                 "need θ of shape (N, Dθ) and x of shape (N, n, Dx) or (N, Dx), "
                 f"got {tuple(theta.shape)} and {tuple(x.shape)}"
             )
-        # non-finite simulations are not trained on (all-NaN rows pad sets of different sizes and are kept)
-        missing = torch.isnan(x)
-        padding, broken = missing.all(-1), (missing.any(-1) & ~missing.all(-1)).any(-1)
-        finite = (~torch.isinf(x)).all(dim=(1, 2)) & (~padding).any(-1) & ~broken & torch.isfinite(theta).all(1)
-        self.num_dropped_ = int((~finite).sum())
-        if self.num_dropped_:
-            theta, x = theta[finite], x[finite]
-            warn_lost_simulations(self.num_dropped_, len(finite), "were dropped (NaN or infinite values)")
-        if len(theta) < 2:
-            raise PriorfitValidationError(
-                f"no usable simulations: {len(theta)} of {len(finite)} rows are finite with at least one observation; "
-                "training needs at least 2 (check the simulator for NaN / infinite outputs)"
-            )
+        theta, x, self.num_dropped_ = usable_simulations(theta, x)
         pl.seed_everything(self.seed, verbose=False)
         datamodule = SimulationDataModule(
             simulations=(theta, x),
@@ -183,7 +183,7 @@ class AmortizedPosterior:
             seed=self.seed,
         )
         network = {"kind": self.estimator, **self.network_kwargs}
-        if x.shape[1] == 1 and self.estimator != "score":
+        if x.shape[1] == 1 and self.estimator in ("flow", "gmm"):
             # one observation per θ: attention over a single token is only extra depth, which overfits small
             # simulation budgets
             network["encoder"] = {"layers": 0, **network.get("encoder", {})}
@@ -201,10 +201,12 @@ class AmortizedPosterior:
             # an exponential moving average of the weights smooths the noisy score-matching gradients; Lightning
             # validates with the averaged weights, which KeepBestWeights (listed first) keeps
             callbacks.append(pl.callbacks.EMAWeightAveraging(decay=0.999))
+        device = check_device(getattr(self, "device", "cpu"))
         trainer = pl.Trainer(
             max_epochs=self.max_epochs,
-            accelerator="cpu",
-            logger=self._make_logger(),
+            accelerator=device.type,
+            devices=[device.index] if device.index is not None else 1,
+            logger=make_logger(self.logger, "amortized_posterior"),
             callbacks=callbacks,
             enable_progress_bar=self.progress_bar,
             enable_model_summary=False,
@@ -220,26 +222,12 @@ class AmortizedPosterior:
         self.epochs_ = trainer.current_epoch
         return self
 
-    def _make_logger(self):
-        if self.logger is None:
-            return False
-        runs = Path(os.environ.get("PRIORFIT_RUNS_DIR", "runs")) / "amortized_posterior"
-        runs.mkdir(parents=True, exist_ok=True)
-        if self.logger == "csv":
-            from pytorch_lightning.loggers import CSVLogger
-
-            return CSVLogger(runs)
-        if self.logger == "wandb":
-            from pytorch_lightning.loggers import WandbLogger
-
-            os.environ.setdefault("WANDB_SILENT", "true")
-            return WandbLogger(save_dir=str(runs), offline=True, project="priorfit")
-        raise InvalidHyperparameterError(f"logger must be 'wandb', 'csv' or None, got {self.logger!r}")
-
     # ----------------------------------------------------------------------------------------- inference
     def _network(self):
         if self.task_ is None:
-            raise PriorfitValidationError("this AmortizedPosterior is not trained yet: call fit(...) first")
+            from priorfit.errors import NotFittedError
+
+            raise NotFittedError("this AmortizedPosterior is not trained yet: call fit(...) first")
         return self.task_.network
 
     def _observations(self, x_obs: Tensor) -> Tensor:
@@ -252,7 +240,7 @@ class AmortizedPosterior:
                 f"x_obs must be one set of observations (n, {network.x_dim}), got {tuple(x.shape)}"
             )
         self._check_domain(x)
-        return x
+        return x.to(next(network.parameters()).device)
 
     def _check_domain(self, x: Tensor) -> None:
         """Warn when observation sets (B, n, Dx) leave the training domain (``priorfit.domain``)."""
@@ -263,37 +251,38 @@ class AmortizedPosterior:
         domain.check("x", x, advice="Check the observations' units, or simulate a wider range and retrain.")
 
     @torch.no_grad()
+    def posterior(
+        self, x_obs: Tensor, *, device: str | torch.device | None = None, reject_outside_prior: bool = True
+    ) -> ObservedPosterior:
+        """q(θ | x_obs) for one set x_obs (n, Dx) as a ``torch.distributions.Distribution`` (batch shape (), event
+        shape (Dθ,)): ``sample``, and ``log_prob`` for "flow" / "gmm". Its samples stay inside the prior's support
+        when the prior is known (``reject_outside_prior``). ``device`` moves the network there first (and keeps it
+        there); samples come back on the network's device.
+        """
+        network = self._network()
+        if device is not None:
+            self.task_.to(check_device(device))
+        x = self._observations(x_obs)
+        if self.estimator == "score":
+            iid_method = getattr(self, "iid_method", "gauss")
+            steps = self.sampling_steps or (50 if iid_method == "gauss" else 200)
+            conditional = ComposedScoreSampler(network, x[0], steps, iid_method)
+        else:
+            conditional = network(x)
+        support = getattr(self.prior_, "support", None) if reject_outside_prior else None
+        return ObservedPosterior(conditional, network.theta_dim, prior_support=support)
+
     def sample(self, x_obs: Tensor, num_samples: int = 1000, *, reject_outside_prior: bool = True) -> Tensor:
         """``num_samples`` draws of θ ~ q(θ | x_obs) for one set x_obs (n, Dx) (a (Dx,) vector is one observation).
 
         Samples outside the prior's support are rejected and redrawn; ``acceptance_rate_`` records the
         fraction kept (a low rate means the posterior leaks mass outside the prior, as sbi warns).
         """
-        network = self._network()
         check_int(num_samples, "num_samples", minimum=1)
-        x = self._observations(x_obs)
-        if self.estimator == "score":
-            iid_method = getattr(self, "iid_method", "gauss")
-            steps = self.sampling_steps or (50 if iid_method == "gauss" else 200)
-            distribution = ComposedScoreSampler(network, x[0], steps, iid_method)
-        else:
-            distribution = network(x)
-        support = getattr(self.prior_, "support", None) if reject_outside_prior else None
-        kept, drawn, have = [], 0, 0
-        while have < num_samples:
-            draw = distribution.sample((max(num_samples - have, 256),))[:, 0]
-            drawn += len(draw)
-            if support is not None:
-                draw = draw[support.check(draw)]
-            kept.append(draw)
-            have += len(draw)
-            if drawn > 100 * num_samples and have < num_samples:
-                raise PriorfitValidationError(
-                    f"only {have} of {drawn} posterior samples fell inside the prior's support; the posterior "
-                    "estimate does not fit this observation (pass reject_outside_prior=False to see them)"
-                )
-        self.acceptance_rate_ = have / drawn
-        return torch.cat(kept)[:num_samples]
+        posterior = self.posterior(x_obs, reject_outside_prior=reject_outside_prior)
+        samples = posterior.sample((num_samples,))
+        self.acceptance_rate_ = posterior.acceptance_rate
+        return samples
 
     def sample_batch(self, x: Tensor, num_samples: int = 1000) -> Tensor:
         """(num_samples, B, Dθ) draws of q(θ | x_b) for every set x_b of x (B, n, Dx): what ``tarp`` and ``sbc``
@@ -302,13 +291,11 @@ class AmortizedPosterior:
         check_int(num_samples, "num_samples", minimum=1)
         x = check_observation_sets(x, network.x_dim)
         self._check_domain(x)
-        return posterior_samples(network, x, num_samples)
+        return posterior_samples(network, x.to(next(network.parameters()).device), num_samples)
 
     def _density_network(self):
-        if self.estimator == "score":
-            raise PriorfitValidationError(
-                "the 'score' estimator has no tractable density: use sample(), or a 'flow' / 'gmm' estimator"
-            )
+        if not self._network().has_density:
+            raise PriorfitValidationError(NO_DENSITY)
         return self._network()
 
     @torch.no_grad()
@@ -319,25 +306,23 @@ class AmortizedPosterior:
         theta = theta.unsqueeze(0) if theta.dim() == 1 else theta
         if theta.dim() != 2 or theta.shape[-1] != network.theta_dim:
             raise PriorfitValidationError(f"θ must have shape (M, {network.theta_dim}), got {tuple(theta.shape)}")
-        x = self._observations(x_obs)
-        return network(x).log_prob(theta.unsqueeze(1))[:, 0]
+        posterior = self.posterior(x_obs, reject_outside_prior=False)
+        return posterior.log_prob(theta.to(next(network.parameters()).device))
 
     def map(self, x_obs: Tensor, *, num_candidates: int = 1000, steps: int = 100, lr: float = 0.01) -> Tensor:
         """The posterior mode: gradient ascent on log q(θ | x_obs) from the best of ``num_candidates`` samples."""
-        network = self._density_network()
+        self._density_network()
         check_int(num_candidates, "num_candidates", minimum=1)
         check_int(steps, "steps", minimum=0)
         check_float(lr, "lr", minimum=0, open_minimum=True)
-        x = self._observations(x_obs)
+        posterior = self.posterior(x_obs, reject_outside_prior=False)  # conditioned once, without gradients
         with torch.no_grad():
-            distribution = network(x)
-            candidates = distribution.sample((num_candidates,))[:, 0]
-            start = candidates[distribution.log_prob(candidates.unsqueeze(1))[:, 0].argmax()]
-        theta = start.clone().requires_grad_(True)
+            candidates = posterior.sample((num_candidates,))
+            theta = candidates[posterior.log_prob(candidates).argmax()].clone().requires_grad_(True)
         optimizer = torch.optim.Adam([theta], lr=lr)
         for _ in range(steps):
             optimizer.zero_grad()
-            (-network(x).log_prob(theta.view(1, 1, -1)).sum()).backward()
+            (-posterior.log_prob(theta)).backward()
             optimizer.step()
         return theta.detach()
 
@@ -354,6 +339,15 @@ class AmortizedPosterior:
         return export_checkpoint(self.task_, path, overwrite=overwrite)
 
     @classmethod
+    def from_task(cls, task: PosteriorTask, *, prior: torch.distributions.Distribution | None = None):
+        """A trained posterior around a loaded ``PosteriorTask`` (what ``priorfit.load`` returns for one)."""
+        if not isinstance(task, PosteriorTask):
+            raise PriorfitValidationError(f"expected a PosteriorTask, got a {type(task).__name__}")
+        posterior = cls(task.network.estimator, logger=None)  # declared by each network family
+        posterior.task_, posterior.prior_ = task.eval(), prior
+        return posterior
+
+    @classmethod
     def load(
         cls,
         path: str | os.PathLike,
@@ -361,17 +355,20 @@ class AmortizedPosterior:
         prior: torch.distributions.Distribution | None = None,
         trusted_targets: Collection[str] = (),
     ) -> AmortizedPosterior:
-        """A trained posterior from ``save``'s file; pass the ``prior`` to reject samples outside its support.
+        """Deprecated: use ``priorfit.load(path, prior=prior)``."""
+        import warnings
 
-        ``trusted_targets``: your own prior classes named in the file (see ``priorfit.load_checkpoint``).
-        """
-        from priorfit.checkpoint import load_checkpoint
+        from priorfit.loading import load
 
-        task = load_checkpoint(path, trusted_targets=trusted_targets)
-        if not isinstance(task, PosteriorTask):
-            raise PriorfitValidationError(f"{path} holds a {type(task).__name__}, not an amortized posterior")
-        posterior = cls(getattr(task.network, "estimator", "flow"), logger=None)  # declared by each family
-        posterior.task_, posterior.prior_ = task, prior
+        warnings.warn(
+            "AmortizedPosterior.load is deprecated and will be removed in priorfit 0.2; use "
+            "priorfit.load(path, prior=prior)",
+            DeprecationWarning,
+            2,
+        )
+        posterior = load(path, prior=prior, trusted_targets=trusted_targets)
+        if not isinstance(posterior, cls):
+            raise PriorfitValidationError(f"{path} holds a {type(posterior).__name__}, not an amortized posterior")
         return posterior
 
     def __getstate__(self) -> dict:

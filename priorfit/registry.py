@@ -18,7 +18,17 @@ from typing import Any
 
 from priorfit.errors import InvalidHyperparameterError, UntrustedTargetError
 
-__all__ = ["FAMILIES", "SIZE_LIMITS", "build", "check_config", "check_size", "targets_in", "resolve_target"]
+__all__ = [
+    "FAMILIES",
+    "SIZE_LIMITS",
+    "build",
+    "canonical_name",
+    "posterior_kinds",
+    "check_config",
+    "check_size",
+    "targets_in",
+    "resolve_target",
+]
 
 # name as written in configs and checkpoints -> "module:attribute" of its constructor
 FAMILIES: dict[str, str] = {
@@ -88,11 +98,30 @@ MAX_STRING = 4096  # characters of one string
 MAX_SIZE_ITEMS = 64  # entries of a list of sizes (``hidden: [128, 128]``)
 
 
+def canonical_name(name: Any) -> Any:
+    """The allow list's name of a family (``priorfit.priors.gp.GPPrior`` -> ``priorfit.priors.GPPrior``); other
+    values unchanged."""
+    return _ALIASES.get(name, name) if isinstance(name, str) else name
+
+
+def posterior_kinds() -> dict[str, str]:
+    """``AmortizedPosterior`` estimator name -> family name, for every network family that declares an
+    ``estimator`` (so a new posterior family needs only its line in :data:`FAMILIES`). Imports every family's module
+    (torch only)."""
+    kinds = {}
+    for name in FAMILIES:
+        constructor = resolve_target(name)
+        estimator = getattr(constructor, "estimator", None)
+        if isinstance(constructor, type) and isinstance(estimator, str):
+            kinds[estimator] = name
+    return kinds
+
+
 def resolve_target(name: str, trusted_targets: Collection[str] = ()) -> Callable[..., Any]:
     """The constructor a ``_target_`` names: an allow-listed family, or a name the caller trusts explicitly."""
     if not isinstance(name, str):
         raise UntrustedTargetError(f"_target_ must be a class name (a string), got {type(name).__name__}")
-    canonical = _ALIASES.get(name, name)
+    canonical = canonical_name(name)
     if canonical in FAMILIES:
         module, attribute = FAMILIES[canonical].split(":")
         return getattr(importlib.import_module(module), attribute)
@@ -101,7 +130,7 @@ def resolve_target(name: str, trusted_targets: Collection[str] = ()) -> Callable
     raise UntrustedTargetError(
         f"refusing to build {name!r}: it is not one of priorfit's own prior or network classes, and a stored "
         f"configuration may only name those (a checkpoint is data, never code). If {name!r} is your own prior "
-        f"class and you trust this file, pass it explicitly, e.g. load_checkpoint(path, "
+        f"class and you trust this file, pass it explicitly, e.g. priorfit.load(path, "
         f"trusted_targets={{{name!r}}}); its module must be importable."
     )
 
@@ -184,7 +213,7 @@ def _check(value: Any, where: str, depth: int, trusted_targets: Collection[str])
 
 def _require_allowed(name: Any, trusted_targets: Collection[str]) -> None:
     """Raise ``UntrustedTargetError`` unless ``name`` is allow-listed or trusted (imports nothing)."""
-    if isinstance(name, str) and (_ALIASES.get(name, name) in FAMILIES or name in trusted_targets):
+    if isinstance(name, str) and (canonical_name(name) in FAMILIES or name in trusted_targets):
         return
     resolve_target(name, trusted_targets)  # raises with the full explanation
 

@@ -25,6 +25,7 @@ __all__ = [
     "SIGTERM_EXIT_CODE",
     "check_resume_path",
     "check_run_folder",
+    "make_logger",
 ]
 
 SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what schedulers read as "terminated"
@@ -128,3 +129,22 @@ class KeepBestWeights(pl.Callback):
         if value is not None and float(value) < self.best and not trainer.sanity_checking:
             self.best = float(value)
             self.best_state = copy.deepcopy(pl_module.state_dict())
+
+
+def make_logger(kind: str | None, name: str):
+    """A Lightning logger writing under ``$PRIORFIT_RUNS_DIR/<name>`` (default ``runs/<name>``): "wandb" (offline:
+    no account, no network), "csv", or None for none (``False``, Lightning's "no logger")."""
+    if kind is None:
+        return False
+    if kind not in ("wandb", "csv"):
+        raise InvalidHyperparameterError(f"logger must be 'wandb', 'csv' or None, got {kind!r}")
+    folder = Path(os.environ.get("PRIORFIT_RUNS_DIR", "runs")) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        return CSVLogger(folder)
+    from pytorch_lightning.loggers import WandbLogger
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbLogger(save_dir=str(folder), offline=True, project="priorfit")

@@ -128,7 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
     print()
     print(f"checkpoint (resume with ckpt_path=...): {checkpoint or 'none (no checkpoint callback)'}")
-    print(f"model (load with priorfit.load_checkpoint): {model_file}")
+    print(f"model (load with priorfit.load): {model_file}")
     if not hasattr(task, "predictive"):  # posterior tasks and DTTask: NLL of θ (or the score-matching loss)
         if "val/nll" in metrics:
             print(f"validation NLL: {metrics['val/nll']:.4f} nats per parameter draw")

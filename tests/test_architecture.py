@@ -14,7 +14,8 @@ import priorfit
 PACKAGE = Path(priorfit.__file__).parent
 VOCABULARY = {"priorfit.errors", "priorfit.gmm", "priorfit._validation", "priorfit._files", "priorfit.domain"}
 FORBIDDEN_LIBRARIES = ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf", "wandb")
-# known upward imports, to be removed (ARCHITECTURE.md); none may be added
+# known upward imports: the deprecated DistributionTransformer.from_pretrained shim, removed in 0.2 (ARCHITECTURE.md);
+# none may be added
 KNOWN_EXCEPTIONS = {("networks/distribution_transformer.py", "priorfit.checkpoint")}
 
 

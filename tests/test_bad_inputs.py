@@ -23,9 +23,9 @@ from priorfit import (
     PFNRegressor,
     PriorfitError,
     PriorfitValidationError,
-    load_checkpoint,
-    load_pfn,
+    load,
 )
+from priorfit.checkpoint import load_pfn_model, load_task
 from priorfit.diagnostics import c2st, sbc, tarp
 
 pd = pytest.importorskip("pandas")
@@ -47,7 +47,7 @@ def ctx():
         "clf": PFNClassifier(n_estimators=1).fit(X, y_class),
         "reg": PFNRegressor(n_estimators=1).fit(X, X[:, 0]),
         "lc": LearningCurveExtrapolator().fit([1, 2, 3, 4], [0.3, 0.4, 0.45, 0.5]),
-        "dt": DistributionTransformer.from_pretrained("dt-linear-gaussian-2d"),
+        "dt": load("dt-linear-gaussian-2d"),
         "prior": GMM(torch.ones(1), torch.zeros(1, 2), torch.eye(2).unsqueeze(0)),
         "X": X,
         "y": y_class,
@@ -167,7 +167,11 @@ ROWS = [
     ("map-candidates-zero", lambda c: c["post"].map(torch.zeros(2), num_candidates=0), Invalid, "num_candidates"),
     ("save-folder", lambda c: c["post"].save("."), CheckpointError, "not a priorfit checkpoint"),
     ("save-unfitted", lambda c: AmortizedPosterior().save("x.safetensors"), Invalid, "not trained"),
-    ("load-none", lambda c: AmortizedPosterior.load(None), CheckpointError, "registered name or a path"),
+    ("load-none", lambda c: load(None), CheckpointError, "registered name or a path"),
+    ("load-device", lambda c: load("pfn-gp-1d", device="nonsense"), Invalid, "device"),
+    ("load-prior-for-pfn", lambda c: load("tabular-clf-small", prior=c["prior"]), Invalid, "prior= is for posterior"),
+    ("load-trusted-type", lambda c: load("pfn-gp-1d", trusted_targets="x"), CheckpointError, "trusted_targets"),
+    ("posterior-device", lambda c: c["post"].posterior(torch.zeros(2), device="tpu"), Invalid, "device"),
     ("load-pfn-as-post", lambda c: AmortizedPosterior.load("pfn-gp-1d"), Invalid, "not an amortized posterior"),
     # ------------------------------------------------------------------ tabular estimators: fit
     ("clf-y-missing", lambda c: PFNClassifier().fit(X3, None), ValueError, "requires y"),
@@ -387,20 +391,20 @@ ROWS = [
     ("lc-prob-list", lambda c: c["lc"].prob_exceeds([0.5, 0.6]), Invalid, "threshold"),
     ("lc-prob-none", lambda c: c["lc"].prob_exceeds(None), Invalid, "threshold"),
     # ------------------------------------------------------------------ checkpoints and hub
-    ("ckpt-none", lambda c: load_checkpoint(None), CheckpointError, "registered name or a path"),
-    ("ckpt-int", lambda c: load_checkpoint(3), CheckpointError, "registered name or a path"),
-    ("ckpt-unknown", lambda c: load_checkpoint("pfn-gp-2d"), CheckpointError, "Did you mean"),
-    ("ckpt-missing-path", lambda c: load_checkpoint("missing/model.ckpt"), CheckpointError, "does not exist"),
-    ("ckpt-folder", lambda c: load_checkpoint("."), CheckpointError, "not a file"),
+    ("ckpt-none", lambda c: load_task(None), CheckpointError, "registered name or a path"),
+    ("ckpt-int", lambda c: load_task(3), CheckpointError, "registered name or a path"),
+    ("ckpt-unknown", lambda c: load_task("pfn-gp-2d"), CheckpointError, "Did you mean"),
+    ("ckpt-missing-path", lambda c: load_task("missing/model.ckpt"), CheckpointError, "does not exist"),
+    ("ckpt-folder", lambda c: load_task("."), CheckpointError, "not a file"),
     (
         "ckpt-trusted-type",
-        lambda c: load_checkpoint("pfn-gp-1d", trusted_targets=3),
+        lambda c: load_task("pfn-gp-1d", trusted_targets=3),
         CheckpointError,
         "trusted_targets",
     ),
-    ("pfn-none", lambda c: load_pfn(None), CheckpointError, "registered name or a path"),
-    ("pfn-dt", lambda c: load_pfn("dt-linear-gaussian-2d"), CheckpointError, "not a PFN"),
-    ("ckpt-map-location", lambda c: load_checkpoint("pfn-gp-1d", map_location="nonsense"), Invalid, "device"),
+    ("pfn-none", lambda c: load_pfn_model(None), CheckpointError, "registered name or a path"),
+    ("pfn-dt", lambda c: load_pfn_model("dt-linear-gaussian-2d"), CheckpointError, "not a PFN"),
+    ("ckpt-map-location", lambda c: load_task("pfn-gp-1d", map_location="nonsense"), Invalid, "device"),
     # ------------------------------------------------------------------ diagnostics
     ("tarp-float16", lambda c: tarp(GOOD_SAMPLES.half(), GOOD_THETA.half()), Invalid, "float16"),
     ("tarp-bins-zero", lambda c: tarp(GOOD_SAMPLES, GOOD_THETA, num_bins=0), Invalid, "num_bins"),

@@ -3,7 +3,8 @@ import torch
 from safetensors.torch import save_file
 
 import priorfit
-from priorfit import CheckpointError, load_checkpoint
+from priorfit import CheckpointError
+from priorfit.checkpoint import load_task
 from priorfit.priors import GPPrior
 from priorfit.train import train
 from tests.helpers import TINY_NETWORK, compose_config
@@ -31,38 +32,38 @@ def test_checkpoint_alone_rebuilds_model_and_prior(trained_run):
     xc, yc, xq = batch.x[:, :8], batch.y[:, :8], batch.x[:, 8:]
     expected = task(xc, yc, xq)
     for path in (trained_run["checkpoint"], trained_run["model_file"]):
-        loaded = load_checkpoint(path)
+        loaded = load_task(path)
         assert isinstance(loaded.prior, GPPrior) and loaded.prior.has_exact_predictive
         assert torch.allclose(loaded(xc, yc, xq), expected, atol=1e-6)
         predictive = loaded.predictive(xc, yc, xq)
         assert predictive.mean.shape == (3, 4)
-    assert priorfit.load_checkpoint is load_checkpoint
+        assert type(priorfit.load(path)).__name__ == "PFNTask"  # a GP PFN: the task, predictive and prior
 
 
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.ckpt")
+        load_task(tmp_path / "nope.ckpt")
     with pytest.raises(CheckpointError, match="not a file"):
-        load_checkpoint(tmp_path)
+        load_task(tmp_path)
 
 
 def test_files_that_are_not_priorfit_checkpoints(tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00\x01not a checkpoint at all" * 10)
     with pytest.raises(CheckpointError, match="not a priorfit checkpoint"):
-        load_checkpoint(garbage)
+        load_task(garbage)
     other_torch = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other_torch)
     with pytest.raises(CheckpointError, match="not a priorfit checkpoint"):
-        load_checkpoint(other_torch)
+        load_task(other_torch)
     plain_safetensors = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, plain_safetensors)
     with pytest.raises(CheckpointError, match="not a priorfit checkpoint"):
-        load_checkpoint(plain_safetensors)
+        load_task(plain_safetensors)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(open(trained_path := plain_safetensors, "rb").read()[:20])
     with pytest.raises(CheckpointError):
-        load_checkpoint(truncated)
+        load_task(truncated)
     assert trained_path.exists()  # never deletes a user's file
 
 
@@ -72,7 +73,7 @@ def test_checkpoint_errors_are_value_errors():
 
 def test_bundled_gp_checkpoint_is_close_to_the_exact_posterior():
     """The shipped pfn-gp-1d model, checked against the exact GP on fresh prior draws."""
-    model = load_checkpoint("pfn-gp-1d")
+    model = load_task("pfn-gp-1d")
     prior = model.prior
     assert prior.has_exact_predictive and prior.lengthscale.value == 0.2
     held = prior.sample(300, 60, generator=torch.Generator().manual_seed(99))
@@ -89,9 +90,9 @@ def test_bundled_gp_checkpoint_is_close_to_the_exact_posterior():
 
 def test_inference_loader_matches_the_full_task():
     """load_pfn builds only network + head (no Lightning, no prior) and gives the same outputs."""
-    from priorfit.checkpoint import load_pfn
+    from priorfit.checkpoint import load_pfn_model
 
-    task, model = load_checkpoint("pfn-gp-1d"), load_pfn("pfn-gp-1d")
+    task, model = load_task("pfn-gp-1d"), load_pfn_model("pfn-gp-1d")
     assert model.objective == "regression" and torch.equal(model.head.borders, task.head.borders)
     data = task.prior.sample(2, 30, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -101,4 +102,4 @@ def test_inference_loader_matches_the_full_task():
 
 def test_unknown_checkpoint_name_lists_bundled_ones():
     with pytest.raises(CheckpointError, match="pfn-gp-1d"):
-        load_checkpoint("pfn-gp-2d")
+        load_task("pfn-gp-2d")

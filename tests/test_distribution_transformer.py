@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+import priorfit
 from priorfit import GMM
-from priorfit.checkpoint import export_checkpoint, load_checkpoint
+from priorfit.checkpoint import export_checkpoint, load_task
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.gmm import sample_gmm
 from priorfit.networks import DistributionTransformer, MessageHead
@@ -329,9 +330,9 @@ def test_dt_task_learns_and_round_trips_through_a_checkpoint(tmp_path):
     after = gap()
     assert after < 0.5 * before
     path = export_checkpoint(task, tmp_path / "dt.safetensors")
-    loaded = load_checkpoint(path)
+    loaded = load_task(path)
     assert isinstance(loaded, DTTask)
-    network = DistributionTransformer.from_pretrained(str(path))
+    network = priorfit.load(str(path))
     prior = GMM(torch.tensor([0.4, 0.6]), torch.tensor([[-1.0, 0.0], [1.0, 1.0]]), torch.eye(2).expand(2, 2, 2))
     x = torch.randn(4, 2)
     assert torch.allclose(network.update(prior, x).means, task.network.update(prior, x).means, atol=1e-5)

@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+import priorfit
 from priorfit import AmortizedPosterior
 from priorfit.errors import OutOfDomainError, OutOfDomainWarning
 from priorfit.priors.simulators import GaussianLinear
@@ -47,7 +48,7 @@ def test_the_domain_survives_save_load_and_pickle(single_observation_posterior, 
     problem, post = single_observation_posterior
     x_obs = torch.zeros(5, 2)
     for restored in (
-        AmortizedPosterior.load(post.save(tmp_path / "post.safetensors")),
+        priorfit.load(post.save(tmp_path / "post.safetensors")),
         pickle.loads(pickle.dumps(post)),
     ):
         assert restored.task_.domain.ranges["num_observations"] == [1, 1]
@@ -73,21 +74,21 @@ def test_a_range_of_set_sizes_is_recorded():
 
 
 def test_a_cli_trained_posterior_records_its_domain_in_both_checkpoint_files(tmp_path):
-    from priorfit import load_checkpoint
+    from priorfit.checkpoint import load_task
     from priorfit.train import train
     from tests.helpers import TINY_POSTERIOR, compose_config
 
     overrides = ["experiment=sbi_two_moons", "trainer.max_steps=4", "callbacks.model_checkpoint.every_n_train_steps=2"]
     _, objects = train(compose_config(tmp_path, [*overrides, *TINY_POSTERIOR]))
     for path in (objects["model_file"], objects["checkpoint"]):
-        ranges = load_checkpoint(path).domain.ranges
+        ranges = load_task(path).domain.ranges
         assert ranges["num_observations"] == [1, 1] and ranges["num_simulations"] == [100, 100], path
 
 
 def test_the_distribution_transformer_returns_the_prior_for_no_observations():
-    from priorfit import GMM, DistributionTransformer
+    from priorfit import GMM
 
-    dt = DistributionTransformer.from_pretrained("dt-linear-gaussian-2d")
+    dt = priorfit.load("dt-linear-gaussian-2d")
     means = torch.tensor([[-2.0, 0.0], [2.0, 1.0]])
     prior = GMM(torch.tensor([0.5, 0.5]), means, torch.eye(2).expand(2, 2, 2))
     assert dt.update(prior, torch.zeros(0, 2)) is prior  # was means [[-1.42, 0.07], [1.48, 0.65]]

@@ -8,7 +8,9 @@ import pytest
 import torch
 from sbi.utils.metrics import c2st
 
-from priorfit import AmortizedPosterior, load_checkpoint
+import priorfit
+from priorfit import AmortizedPosterior
+from priorfit.checkpoint import load_task
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.posterior import FlowPosterior, GMMPosterior, SetEncoder
 from priorfit.priors.simulators import GaussianLinear, box_uniform
@@ -66,8 +68,8 @@ def test_pickle_and_checkpoint_round_trip(trained, problem, tmp_path):
     expected = trained.log_prob(theta, x_obs)
     torch.testing.assert_close(pickle.loads(pickle.dumps(trained)).log_prob(theta, x_obs), expected)
     path = trained.save(tmp_path / "posterior.safetensors")
-    torch.testing.assert_close(AmortizedPosterior.load(path).log_prob(theta, x_obs), expected)
-    assert type(load_checkpoint(path)).__name__ == "PosteriorTask"
+    torch.testing.assert_close(priorfit.load(path).log_prob(theta, x_obs), expected)
+    assert type(load_task(path)).__name__ == "PosteriorTask"
 
 
 def test_samples_outside_the_prior_are_rejected_and_counted():
@@ -129,7 +131,7 @@ def test_score_estimator_composes_single_observation_scores(problem, tmp_path):
     assert float(c2st(composed, problem.reference_posterior(five, 800))) < 0.85
     with pytest.raises(PriorfitValidationError, match="no tractable density"):
         post.log_prob(torch.zeros(1, 2), single)
-    loaded = AmortizedPosterior.load(post.save(tmp_path / "score.safetensors"), prior=problem.prior)
+    loaded = priorfit.load(post.save(tmp_path / "score.safetensors"), prior=problem.prior)
     loaded.iid_method = "geffner"
     geffner = loaded.sample(five, 400)
     assert loaded.estimator == "score" and torch.isfinite(geffner).all()
@@ -167,7 +169,7 @@ def test_score_estimators_smoke(problem, tmp_path):
     assert post.sample(five, 50).shape == (50, 2) and post.estimator == "score"
     with pytest.raises(PriorfitValidationError, match="no tractable density"):
         post.log_prob(torch.zeros(1, 2), five)
-    loaded = AmortizedPosterior.load(post.save(tmp_path / "score.safetensors"), prior=problem.prior)
+    loaded = priorfit.load(post.save(tmp_path / "score.safetensors"), prior=problem.prior)
     loaded.iid_method = "geffner"
     assert torch.isfinite(loaded.sample(five, 20)).all()
     grouped = AmortizedPosterior(

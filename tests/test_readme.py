@@ -46,7 +46,22 @@ def test_readme_learning_curve_example_runs():
 
 def test_readme_distribution_transformer_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    block = next(block for block in blocks if "DistributionTransformer" in block)
+    block = next(block for block in blocks if "dt.update" in block)
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["posterior"].means.shape == (2, 2) and len(namespace["steps"]) == 3
+
+
+def test_readme_sbi_example_runs_with_a_small_budget(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(block for block in blocks if "post.posterior(x_obs)" in block)
+    small = block.replace("num_simulations=10_000", "num_simulations=500").replace(
+        'AmortizedPosterior("flow", num_iid=1)',
+        'AmortizedPosterior("flow", num_iid=1, max_epochs=2, progress_bar=False)',
+    )
+    assert small.count("max_epochs=2") == 1 and "num_simulations=500" in small, "the README's SBI example changed"
+    monkeypatch.chdir(tmp_path)  # the example saves a file in the working directory
+    namespace: dict = {}
+    exec(compile(small, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["q"].sample((7,)).shape == (7, 2)
+    assert (tmp_path / "two_moons.safetensors").is_file()

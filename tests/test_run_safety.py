@@ -14,8 +14,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from priorfit import AmortizedPosterior, CheckpointError, InvalidHyperparameterError, load_pfn
-from priorfit.checkpoint import export_checkpoint
+import priorfit
+from priorfit import AmortizedPosterior, CheckpointError, InvalidHyperparameterError
+from priorfit.checkpoint import export_checkpoint, load_pfn_model
 from priorfit.hub import resolve_checkpoint
 from priorfit.runs import RUN_SUFFIX, AtomicCheckpointIO, check_resume_path
 from priorfit.train import train
@@ -162,7 +163,7 @@ def test_save_refuses_to_replace_a_file_that_is_not_a_checkpoint(tmp_path):
     saved = post.save(tmp_path / "post.safetensors")
     post.save(saved)  # an earlier checkpoint is replaced
     post.save(precious, overwrite=True)
-    assert AmortizedPosterior.load(precious).sample(torch.zeros(2), 5).shape == (5, 2)
+    assert priorfit.load(precious).sample(torch.zeros(2), 5).shape == (5, 2)
 
 
 def test_exported_files_get_the_umask_mode(tmp_path):
@@ -179,7 +180,7 @@ def test_exported_files_get_the_umask_mode(tmp_path):
 def test_a_loaded_model_does_not_change_when_its_file_is_rewritten(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(resolve_checkpoint("pfn-gp-1d").read_bytes())
-    model = load_pfn(path)
+    model = load_pfn_model(path)
     x = torch.linspace(0, 1, 12).view(1, 12, 1)
     y = torch.sin(6 * x)
     before = model(x[:, :8], y[:, :8], x[:, 8:])

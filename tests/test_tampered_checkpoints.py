@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from priorfit import AmortizedPosterior, CheckpointError, DistributionTransformer, load_checkpoint, load_pfn
-from priorfit.checkpoint import load_weights
+from priorfit import CheckpointError, load
+from priorfit.checkpoint import load_pfn_model, load_task, load_weights
 from priorfit.errors import UntrustedTargetError
 from priorfit.evaluate import evaluate_checkpoint
 from priorfit.tasks.posterior import PosteriorTask, SimulationShapes
@@ -88,20 +88,21 @@ def _write(directory: Path, task_name: str, hparams: dict, state: dict, fmt: str
 
 def _init_from(path: Path) -> None:
     """``priorfit-train init_from=PATH``: weights into an already built task; the stored config is never read."""
-    load_weights(load_checkpoint("pfn-gp-1d"), path)
+    load_weights(load_task("pfn-gp-1d"), path)
 
 
 LOADERS = {
     "PFNTask": {
-        "load_checkpoint": load_checkpoint,
-        "load_pfn": load_pfn,
+        "load_task": load_task,
+        "load": load,
+        "load_pfn_model": load_pfn_model,
         "init_from": _init_from,
         "PFNRegressor": lambda path: __import__("priorfit").PFNRegressor(checkpoint=path).fit([[0.0], [1.0]], [0, 1]),
     },
-    "DTTask": {"load_checkpoint": load_checkpoint, "from_pretrained": DistributionTransformer.from_pretrained},
+    "DTTask": {"load_task": load_task, "load": load},
     "PosteriorTask": {
-        "load_checkpoint": load_checkpoint,
-        "AmortizedPosterior.load": AmortizedPosterior.load,
+        "load_task": load_task,
+        "load": load,
         "priorfit-eval": lambda path: evaluate_checkpoint(str(path), num_posteriors=5, num_samples=10),
     },
 }
@@ -113,7 +114,7 @@ CASES = [
     for payload in PAYLOADS
     for fmt in ("safetensors", "ckpt")
     for loader in loaders
-    if payload in ("open", "torch_load") or loader == "load_checkpoint"
+    if payload in ("open", "torch_load") or loader == "load_task"
 ]
 
 
@@ -125,7 +126,7 @@ def test_a_tampered_configuration_runs_no_code(originals, tmp_path, task_name, k
     path = _write(tmp_path, task_name, hparams, state, fmt)
     load = LOADERS[task_name][loader]
     if loader == "init_from" or (
-        loader in ("load_pfn", "PFNRegressor") and kind in ("prior", "nested_prior", "top_level")
+        loader in ("load_pfn_model", "PFNRegressor") and kind in ("prior", "nested_prior", "top_level")
     ):
         load(path)  # these build the network only (or nothing): the stored prior is never read, so it loads
     else:
@@ -139,7 +140,7 @@ def test_the_error_names_the_class_and_the_switch(originals, tmp_path):
     hparams["prior"] = {"_target_": "my_priors.SineWaves"}
     path = _write(tmp_path, "PFNTask", hparams, state, "safetensors")
     with pytest.raises(UntrustedTargetError, match=r"'my_priors.SineWaves'.*trusted_targets"):
-        load_checkpoint(path)
+        load_task(path)
 
 
 def test_a_trusted_prior_class_loads(originals, tmp_path, monkeypatch):
@@ -152,8 +153,8 @@ def test_a_trusted_prior_class_loads(originals, tmp_path, monkeypatch):
     hparams["prior"] = {**hparams["prior"], "_target_": "my_priors_for_test.Sine"}
     path = _write(tmp_path, "PFNTask", hparams, state, "safetensors")
     with pytest.raises(UntrustedTargetError):
-        load_checkpoint(path, trusted_targets={"my_priors_for_test.Other"})
-    task = load_checkpoint(path, trusted_targets={"my_priors_for_test.Sine"})
+        load_task(path, trusted_targets={"my_priors_for_test.Other"})
+    task = load_task(path, trusted_targets={"my_priors_for_test.Sine"})
     assert type(task.prior).__name__ == "Sine"
 
 
@@ -175,9 +176,9 @@ def test_sizes_in_a_file_are_bounded(originals, tmp_path, key, value, message):
     hparams, state = copy.deepcopy(originals["PFNTask"])
     hparams["network"][key] = value
     path = _write(tmp_path, "PFNTask", hparams, state, "safetensors")
-    for load in (load_checkpoint, load_pfn):
+    for loader in (load_task, load_pfn_model, load):
         with pytest.raises(CheckpointError, match=message):
-            load(path)
+            loader(path)
 
 
 def test_deep_nesting_is_refused(originals, tmp_path):
@@ -188,7 +189,7 @@ def test_deep_nesting_is_refused(originals, tmp_path):
     hparams["prior"]["lengthscale"] = deep
     path = _write(tmp_path, "PFNTask", hparams, state, "safetensors")
     with pytest.raises(CheckpointError, match="nested deeper"):
-        load_checkpoint(path)
+        load_task(path)
 
 
 @pytest.mark.parametrize("bad", ["{not json", "[1, 2]", "null"])
@@ -197,11 +198,11 @@ def test_metadata_that_is_not_a_json_object(originals, tmp_path, bad):
     path = tmp_path / "model.safetensors"
     save_file(dict(state), path, metadata={"priorfit_format": "1", "task": "PFNTask", "hyper_parameters": bad})
     with pytest.raises(CheckpointError, match="hyper_parameters metadata"):
-        load_checkpoint(path)
+        load_task(path)
 
 
 def test_an_unknown_task_name_is_refused(originals, tmp_path):
     hparams, state = copy.deepcopy(originals["PFNTask"])
     path = _write(tmp_path, "os.system", hparams, state, "ckpt")
     with pytest.raises(CheckpointError, match="unknown task type"):
-        load_checkpoint(path)
+        load_task(path)

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from priorfit.checkpoint import load_checkpoint
+from priorfit.checkpoint import load_task
 from priorfit.errors import CheckpointError
 from priorfit.train import build, train
 from tests.helpers import TINY_NETWORK, compose_config
@@ -138,7 +138,7 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
     _, copy = train(
         compose_config(tmp_path / "copy", ["trainer.max_steps=0", f"init_from={first['model_file']}", *common])
     )
-    source, copied = load_checkpoint(first["model_file"]).state_dict(), load_checkpoint(copy["model_file"]).state_dict()
+    source, copied = load_task(first["model_file"]).state_dict(), load_task(copy["model_file"]).state_dict()
     assert all(torch.equal(source[name], copied[name]) for name in source)
     assert copy["trainer"].global_step == 0
     with pytest.raises(CheckpointError, match="do not fit this configuration"):

@@ -230,10 +230,19 @@ class DistributionTransformer(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, map_location: str = "cpu") -> DistributionTransformer:
-        """The network of a trained ``DTTask`` checkpoint (a registered name or a path), likelihood bound."""
-        from priorfit.checkpoint import load_checkpoint  # the checkpoint layer sits above the networks
+        """Deprecated: use ``priorfit.load(name_or_path)``, which returns this network for a ``DTTask`` checkpoint."""
+        import warnings
 
-        task = load_checkpoint(name_or_path, map_location=map_location)
+        # kept one release for existing callers; the only upward import of the networks (ARCHITECTURE.md)
+        from priorfit.checkpoint import load_task
+
+        warnings.warn(
+            "DistributionTransformer.from_pretrained is deprecated and will be removed in priorfit 0.2; use "
+            "priorfit.load(name_or_path)",
+            DeprecationWarning,
+            2,
+        )
+        task = load_task(name_or_path, map_location=map_location)
         network = getattr(task, "network", None)
         if not isinstance(network, cls):
             raise PriorfitValidationError(f"{name_or_path} is a {type(task).__name__}, not a Distribution Transformer")

@@ -25,7 +25,7 @@ from torch.distributions import (
 
 from priorfit._validation import check_observation_sets
 
-__all__ = ["SetEncoder", "FlowPosterior", "GMMPosterior", "Standardizer"]
+__all__ = ["SetEncoder", "PosteriorNetwork", "FlowPosterior", "GMMPosterior", "Standardizer"]
 
 
 class Standardizer(nn.Module):
@@ -96,8 +96,13 @@ class SetEncoder(nn.Module):
         return self.pool(torch.cat([(tokens * weights).sum(1) / count, count.log()], dim=-1))
 
 
-class _Posterior(nn.Module):
-    """Shared input checks and standardisation for the posterior heads."""
+class PosteriorNetwork(nn.Module):
+    """The base of the set-encoder posterior families: input checks, z-scoring, the set encoder, the loss.
+
+    A new family subclasses it, names itself (``estimator = "my-kind"``, what ``AmortizedPosterior`` takes) and
+    implements ``head(context) -> Distribution`` over standardized θ (batch shape (B,)); one line in
+    ``priorfit.registry.FAMILIES`` makes it trainable, savable and loadable.
+    """
 
     has_density = True  # a posterior network's declared capability: ``distribution(x)`` with sample and log_prob
 
@@ -137,7 +142,7 @@ class _Posterior(nn.Module):
         raise NotImplementedError
 
 
-class FlowPosterior(_Posterior):
+class FlowPosterior(PosteriorNetwork):
     """Set encoder + zuko neural spline flow (``transforms`` coupling layers, ``hidden`` MLP widths)."""
 
     estimator = "flow"  # the AmortizedPosterior estimator name of this family
@@ -161,7 +166,7 @@ class FlowPosterior(_Posterior):
         return self.flow(context)
 
 
-class GMMPosterior(_Posterior):
+class GMMPosterior(PosteriorNetwork):
     """Set encoder + mixture of ``components`` full-covariance Gaussians (Cholesky factors, positive diagonal)."""
 
     estimator = "gmm"  # the AmortizedPosterior estimator name of this family

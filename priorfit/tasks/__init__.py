@@ -1,8 +1,9 @@
 """LightningModules that train networks on priors, and the data modules that feed them."""
 
+from priorfit.tasks.common import warmup_cosine
 from priorfit.tasks.data import FixedPriorSet, PriorDataModule, PriorStream, batch_seed
 from priorfit.tasks.dt import DTTask
-from priorfit.tasks.pfn import PFNTask, warmup_cosine
+from priorfit.tasks.pfn import PFNTask
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, simulate_budget
 
 __all__ = [

@@ -11,7 +11,7 @@ from torch import Tensor
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build
-from priorfit.tasks.pfn import adamw_warmup_cosine, check_optimizer_settings, plain_config
+from priorfit.tasks.common import adamw_warmup_cosine, build_network, check_optimizer_settings, plain_config
 
 __all__ = ["DTTask"]
 
@@ -62,7 +62,9 @@ class DTTask(pl.LightningModule):
         likelihood = self.prior.likelihood
         network_config = {**network, "_target_": "priorfit.networks.DistributionTransformer"}
         sizes = dict(theta_dim=self.prior.dim, x_dim=likelihood.feature_dim, max_components=self.prior.max_components)
-        self.network: DistributionTransformer = build(network_config, **sizes).bind_likelihood(likelihood)
+        self.network: DistributionTransformer = build_network(
+            network_config, trusted_targets=trusted_targets, **sizes
+        ).bind_likelihood(likelihood)
 
     def forward(self, batch: Batch) -> torch.distributions.Distribution:
         meta = batch.meta

@@ -2,63 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from priorfit._validation import check_float, check_int
+from priorfit._validation import check_float
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build, check_config, check_size
+from priorfit.tasks.common import adamw_warmup_cosine, build_network, check_optimizer_settings, plain_config, probe
 
-__all__ = ["PFNTask", "warmup_cosine", "adamw_warmup_cosine", "check_optimizer_settings"]
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """Learning-rate multiplier: linear warm-up, then cosine decay to ``min_ratio``."""
-    if step < warmup_steps:
-        return (step + 1) / max(1, warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def adamw_warmup_cosine(
-    module: pl.LightningModule,
-    *,
-    lr: float,
-    weight_decay: float,
-    warmup_steps: int,
-    min_lr_ratio: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-) -> dict:
-    """``configure_optimizers``' answer: AdamW, stepped per batch through ``warmup_cosine`` over the run's steps."""
-    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay, betas=tuple(betas))
-    total = max(1, int(module.trainer.estimated_stepping_batches))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, warmup_steps, total, min_lr_ratio)
-    )
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def check_optimizer_settings(lr: float, weight_decay: float, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> None:
-    """Named errors for impossible AdamW / schedule settings, before any prior data is drawn."""
-    check_float(lr, "lr", minimum=0, open_minimum=True)
-    check_float(weight_decay, "weight_decay", minimum=0)
-    check_int(warmup_steps, "warmup_steps", minimum=0)
-    check_float(min_lr_ratio, "min_lr_ratio", minimum=0, maximum=1)
-
-
-def plain_config(config: Any) -> Any:
-    """A Hydra DictConfig as plain dicts and lists (other values unchanged)."""
-    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+__all__ = ["PFNTask"]
 
 
 class PFNTask(pl.LightningModule):
@@ -119,6 +79,8 @@ class PFNTask(pl.LightningModule):
             check_size(key, value)
         if len(betas) != 2 or not all(0 <= check_float(b, "betas") < 1 for b in betas):
             raise InvalidHyperparameterError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.prior = build(prior, trusted_targets=trusted_targets)
+        network = _sized_to(network, self.prior)
         self.save_hyperparameters(
             {
                 "prior": prior,
@@ -136,7 +98,6 @@ class PFNTask(pl.LightningModule):
                 "seed": seed,
             }
         )
-        self.prior = build(prior, trusted_targets=trusted_targets)
         if objective == "regression":
             if borders is None:
                 generator = torch.Generator().manual_seed(seed)
@@ -149,7 +110,7 @@ class PFNTask(pl.LightningModule):
             num_outputs = num_classes
         else:
             raise ValueError(f"objective must be 'regression' or 'classification', got {objective!r}")
-        self.network: PFNTransformer = build(network, num_outputs=num_outputs, trusted_targets=trusted_targets)
+        self.network: PFNTransformer = build_network(network, num_outputs=num_outputs, trusted_targets=trusted_targets)
 
     @property
     def has_exact_predictive(self) -> bool:
@@ -207,3 +168,17 @@ class PFNTask(pl.LightningModule):
             min_lr_ratio=hp.min_lr_ratio,
             betas=hp.betas,
         )
+
+
+def _sized_to(network: dict, prior) -> dict:
+    """The network config with ``max_features`` the width of the prior's datasets (probed) unless it names one;
+    a width narrower than the prior's datasets is refused here rather than at the first batch."""
+    width, stated = probe(prior).x.shape[-1], network.get("max_features")
+    if stated is None:
+        return {**network, "max_features": width}
+    if isinstance(stated, int) and stated < width:
+        raise InvalidHyperparameterError(
+            f"network.max_features = {stated} is narrower than the prior's datasets ({width} features); leave it "
+            "out to size the network from the prior"
+        )
+    return network

@@ -12,19 +12,13 @@ from torch.utils.data import DataLoader, TensorDataset, random_split
 
 from priorfit._validation import check_float, check_int
 from priorfit.domain import TrainingDomain, domain_of_simulations
-from priorfit.errors import InvalidHyperparameterError, PriorfitError
+from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.losses import fisher_penalty
 from priorfit.priors.base import Batch
-from priorfit.registry import build
-from priorfit.tasks.pfn import check_optimizer_settings, plain_config
+from priorfit.registry import build, posterior_kinds
+from priorfit.tasks.common import build_network, check_optimizer_settings, plain_config, probe
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
-
-NETWORKS = {
-    "flow": "priorfit.networks.posterior.FlowPosterior",
-    "gmm": "priorfit.networks.posterior.GMMPosterior",
-    "score": "priorfit.networks.score.ScoreNetwork",
-}
 
 
 class PosteriorTask(pl.LightningModule):
@@ -75,14 +69,15 @@ class PosteriorTask(pl.LightningModule):
             self.prior = SimulationShapes(int(theta_dim), int(x_dim))
         else:
             self.prior = prior
-        probe = self.prior.sample(2, 1, generator=torch.Generator().manual_seed(0))
-        if probe.theta is None:
+        shapes = probe(self.prior, num_points=1)
+        if shapes.theta is None:
             raise InvalidHyperparameterError(f"{type(self.prior).__name__} yields no θ: it is not a simulator prior")
-        theta_dim, x_dim = probe.theta.shape[-1], probe.x.shape[-1]
+        theta_dim, x_dim = shapes.theta.shape[-1], shapes.x.shape[-1]
         network = dict(network)
-        target = network.pop("_target_", None) or NETWORKS.get(network.pop("kind", "flow"))
+        kinds = posterior_kinds()
+        target = network.pop("_target_", None) or kinds.get(network.pop("kind", "flow"))
         if target is None:
-            raise InvalidHyperparameterError(f"unknown posterior network kind; choose one of {sorted(NETWORKS)}")
+            raise InvalidHyperparameterError(f"unknown posterior network kind; choose one of {sorted(kinds)}")
         self.save_hyperparameters(
             {
                 "prior": prior_config if prior_config else {"description": repr(self.prior)},
@@ -97,14 +92,9 @@ class PosteriorTask(pl.LightningModule):
                 "domain": domain,
             }
         )
-        try:
-            self.network = build(
-                {"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, trusted_targets=trusted_targets
-            )
-        except (ValueError, TypeError) as error:  # a bad setting from inside a constructor: say which
-            if isinstance(error, PriorfitError):
-                raise
-            raise InvalidHyperparameterError(f"posterior network: {error}") from None
+        self.network = build_network(
+            {"_target_": target, **network}, theta_dim=theta_dim, x_dim=x_dim, trusted_targets=trusted_targets
+        )
         if fisher_weight < 0 or fisher_samples < 1:
             raise InvalidHyperparameterError(
                 f"fisher_weight must be >= 0 and fisher_samples >= 1, got {fisher_weight} and {fisher_samples}"
