@@ -242,7 +242,15 @@ def pair_plot(samples, reference, names, title):
                 ax.set_xlabel(names[j])
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()""",
+    fig.tight_layout()
+
+
+def train(estimator, problem, num_simulations=5000):  # an AmortizedPosterior trained on `problem`, timed
+    start = time.perf_counter()
+    posterior = AmortizedPosterior(estimator, progress_bar=False)
+    posterior.fit(problem.prior, problem.simulate, num_simulations=num_simulations)
+    print(f"trained in {time.perf_counter() - start:.0f} s, {posterior.epochs_} epochs")
+    return posterior""",
     ),
     (
         "markdown",
@@ -253,10 +261,7 @@ A neural spline flow (zuko) on a set encoder, 5,000 simulations. The posterior i
     (
         "code",
         """moons = get_problem("two_moons")
-start = time.perf_counter()
-flow = AmortizedPosterior("flow", logger=None, progress_bar=False)
-flow.fit(moons.prior, moons.simulate, num_simulations=5000)
-print(f"trained in {time.perf_counter() - start:.0f} s, {flow.epochs_} epochs")
+flow = train("flow", moons)
 x_obs = torch.zeros(1, 2)
 samples = flow.sample(x_obs, 2000)
 reference = moons.reference_posterior(x_obs, 2000)
@@ -274,10 +279,7 @@ binomial likelihood.""",
     (
         "code",
         """sir = get_problem("sir")
-start = time.perf_counter()
-sir_flow = AmortizedPosterior("flow", logger=None, progress_bar=False)
-sir_flow.fit(sir.prior, sir.simulate, num_simulations=5000)
-print(f"trained in {time.perf_counter() - start:.0f} s, {sir_flow.epochs_} epochs")
+sir_flow = train("flow", sir)
 torch.manual_seed(3)
 theta_true = sir.prior.sample((1,))
 x_obs = sir.simulate(theta_true)
@@ -300,10 +302,7 @@ one observation at a time.""",
     (
         "code",
         """linear = get_problem("gaussian_linear", dim=2)
-start = time.perf_counter()
-score = AmortizedPosterior("score", logger=None, progress_bar=False)
-score.fit(linear.prior, linear.simulate, num_simulations=5000)
-print(f"trained in {time.perf_counter() - start:.0f} s")
+score = train("score", linear)
 torch.manual_seed(7)
 theta_true = linear.prior.sample((1,))
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True, sharey=True)

@@ -22,6 +22,7 @@ from torch import Tensor
 from priorfit._files import atomic_write
 from priorfit.diagnostics import SBCResult, TarpResult, sbc, tarp
 from priorfit.errors import CheckpointError, InvalidHyperparameterError, PriorfitError
+from priorfit.networks.modes import evaluating
 from priorfit.networks.sampling import posterior_samples
 
 __all__ = ["CalibrationCallback", "calibration_report", "posterior_samples", "held_out_pairs", "main"]
@@ -114,17 +115,12 @@ class CalibrationCallback(pl.Callback):
         if not trainer.is_global_zero:
             return {}
         theta, x = held_out_pairs(pl_module, trainer, self.num_posteriors, self.seed)
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                device = pl_module.device
-                tarp_result, sbc_result = calibration_report(
-                    pl_module.network, theta.to(device), x.to(device), num_samples=self.num_samples, seed=self.seed
-                )
-        finally:
-            pl_module.train(was_training)
+        with evaluating(pl_module), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            device = pl_module.device
+            tarp_result, sbc_result = calibration_report(
+                pl_module.network, theta.to(device), x.to(device), num_samples=self.num_samples, seed=self.seed
+            )
         metrics = report_metrics(tarp_result, sbc_result)
         step = trainer.global_step
         self.history.append({"step": step, **metrics})

@@ -11,7 +11,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from priorfit.errors import PriorfitValidationError
 
-__all__ = ["GMM", "sample_gmm"]
+__all__ = ["GMM", "sample_gmm", "lower_triangular"]
 
 
 class GMM(MixtureSameFamily):
@@ -152,3 +152,13 @@ def sample_gmm(gmm: GMM, generator: torch.Generator | None = None, num_samples: 
     draws = means[batch, index] + (tril[batch, index] @ z.unsqueeze(-1)).squeeze(-1)
     draws = draws.reshape(count, *gmm.batch_shape, gmm.dim)
     return draws[0] if num_samples is None else draws
+
+
+def lower_triangular(values: Tensor, tril_index: Tensor, dim: int, diagonal_map) -> Tensor:
+    """(…, D(D+1)/2) entries -> (…, D, D) lower-triangular matrices (Cholesky factors of a network's Gaussians),
+    ``diagonal_map`` applied to the diagonal (e.g. softplus, to make it positive); ``tril_index`` is
+    ``torch.tril_indices(D, D)``."""
+    matrix = values.new_zeros(*values.shape[:-1], dim, dim)
+    matrix[..., tril_index[0], tril_index[1]] = values
+    diagonal = torch.diagonal(matrix, dim1=-2, dim2=-1)
+    return matrix - torch.diag_embed(diagonal) + torch.diag_embed(diagonal_map(diagonal))

@@ -20,6 +20,7 @@ from priorfit._validation import (
     check_int,
     check_observation_sets,
 )
+from priorfit.diagnostics.typicality import TypicalityResult
 from priorfit.domain import domain_of_simulations, usable_simulations, warn_lost_simulations
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_samples
@@ -195,6 +196,7 @@ class AmortizedPosterior:
             lr_plateau_patience=None if self.estimator == "score" else getattr(self, "lr_plateau_patience", None),
             fisher_weight=getattr(self, "fisher_weight", 0.0),
         )
+        task.keep_reference_sets(datamodule.held_out_x)  # before the trainer copies the module (EMA)
         keep_best = KeepBestWeights()
         callbacks = [pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best]
         if self.estimator == "score":
@@ -274,15 +276,25 @@ class AmortizedPosterior:
 
     def sample(self, x_obs: Tensor, num_samples: int = 1000, *, reject_outside_prior: bool = True) -> Tensor:
         """``num_samples`` draws of θ ~ q(θ | x_obs) for one set x_obs (n, Dx) (a (Dx,) vector is one observation).
-
-        Samples outside the prior's support are rejected and redrawn; ``acceptance_rate_`` records the
-        fraction kept (a low rate means the posterior leaks mass outside the prior, as sbi warns).
-        """
+        Samples outside the prior's support are rejected and redrawn; ``acceptance_rate_`` records the fraction
+        kept (a low rate means the posterior leaks mass outside the prior, as sbi warns)."""
         check_int(num_samples, "num_samples", minimum=1)
         posterior = self.posterior(x_obs, reject_outside_prior=reject_outside_prior)
         samples = posterior.sample((num_samples,))
         self.acceptance_rate_ = posterior.acceptance_rate
         return samples
+
+    def check(self, x_obs: Tensor) -> TypicalityResult:
+        """Does x_obs (n, Dx) look like the simulations this posterior was trained on? ``.p_value`` (small: it does
+        not, the simulator may be misspecified for it), ``.misspecified(alpha)`` (false alarms ≤ alpha on data from
+        the simulator). See ``priorfit.observation_check``."""
+        from priorfit.observation_check import ObservationCheck
+
+        x = self._observations(x_obs)
+        task = self.task_
+        if getattr(task, "observation_check", None) is None:  # reference statistics are computed once
+            task.observation_check = ObservationCheck(task.network, task.check_pool, task.check_reference)
+        return task.observation_check(x)
 
     def sample_batch(self, x: Tensor, num_samples: int = 1000) -> Tensor:
         """(num_samples, B, Dθ) draws of q(θ | x_b) for every set x_b of x (B, n, Dx): what ``tarp`` and ``sbc``

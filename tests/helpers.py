@@ -39,3 +39,11 @@ def compose_config(output_dir: Path, overrides: list[str] | None = None) -> Dict
                 *overrides,
             ],
         )
+
+
+def train_briefly(output_dir: Path, overrides: list[str]) -> dict:
+    """``priorfit-train`` with ``overrides`` (shrunk by :func:`compose_config`); the run's objects (task, paths)."""
+    from priorfit.train import train
+
+    _, objects = train(compose_config(output_dir, overrides))
+    return objects

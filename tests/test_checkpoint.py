@@ -6,24 +6,13 @@ import priorfit
 from priorfit import CheckpointError
 from priorfit.checkpoint import load_task
 from priorfit.priors import GPPrior
-from priorfit.train import train
-from tests.helpers import TINY_NETWORK, compose_config
+from tests.helpers import TINY_NETWORK, train_briefly
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = compose_config(
-        out,
-        [
-            "trainer.max_steps=4",
-            "trainer.val_check_interval=4",
-            "callbacks.model_checkpoint.every_n_train_steps=2",
-            *TINY_NETWORK,
-        ],
-    )
-    _, objects = train(cfg)
-    return objects
+    steps = ["trainer.max_steps=4", "trainer.val_check_interval=4", "callbacks.model_checkpoint.every_n_train_steps=2"]
+    return train_briefly(tmp_path_factory.mktemp("run"), [*steps, *TINY_NETWORK])
 
 
 def test_checkpoint_alone_rebuilds_model_and_prior(trained_run):

@@ -130,3 +130,16 @@ def test_sample_batch_gives_samples_per_set_and_checks_the_domain(single_observa
     assert post.sample_batch(x, 20).shape == (20, 7, 2)
     with pytest.warns(OutOfDomainWarning, match="num_observations = 3"):
         post.sample_batch(x.repeat(1, 3, 1), 5)
+
+
+def test_a_falling_learning_curve_is_out_of_the_lc_prior_domain():
+    from priorfit import LearningCurveExtrapolator
+
+    loss_like = [0.9, 0.7, 0.55, 0.45, 0.4, 0.36, 0.33, 0.31]
+    with pytest.warns(OutOfDomainWarning, match=r"curve_change = -0\.\d+ .*performance curves that rise"):
+        LearningCurveExtrapolator().fit(range(1, 9), loss_like)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        LearningCurveExtrapolator().fit(range(1, 9), [0.41, 0.52, 0.58, 0.62, 0.64, 0.66, 0.67, 0.68])
+        LearningCurveExtrapolator().fit([1, 2, 3], [0.5, 0.49, 0.5])  # noise, not a trend
+        LearningCurveExtrapolator().fit([4], [0.5])  # one epoch: no trend at all

@@ -12,28 +12,16 @@ import pytest
 
 from priorfit.errors import CheckpointError
 from priorfit.evaluate import evaluate_checkpoint
-from priorfit.train import train
-from tests.helpers import TINY_POSTERIOR, compose_config
+from tests.helpers import TINY_POSTERIOR, train_briefly
 
 
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("calibrated")
-    cfg = compose_config(
-        out,
-        [
-            "experiment=sbi_two_moons",
-            *TINY_POSTERIOR,
-            "callbacks=calibration",
-            "callbacks.calibration.every_n_steps=5",
-            "callbacks.calibration.num_posteriors=20",
-            "callbacks.calibration.num_samples=50",
-            "logger=csv",
-            "trainer.max_steps=10",
-        ],
-    )
-    _, objects = train(cfg)
-    return out, objects
+    calibration = ["callbacks=calibration", "callbacks.calibration.every_n_steps=5"]
+    calibration += ["callbacks.calibration.num_posteriors=20", "callbacks.calibration.num_samples=50"]
+    overrides = ["experiment=sbi_two_moons", *TINY_POSTERIOR, *calibration, "logger=csv", "trainer.max_steps=10"]
+    return out, train_briefly(out, overrides)
 
 
 def test_callback_logs_calibration_statistics_and_figures(calibrated_run):

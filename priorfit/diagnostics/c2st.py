@@ -2,7 +2,10 @@
 
 Accuracy 0.5 means indistinguishable, 1.0 fully separable. The classifier and cross-validation are
 scikit-learn's, set up as sbi's ``c2st`` (z-scored inputs, an MLP with two hidden layers of 10·D units,
-5-fold accuracy), so numbers are comparable with the sbi benchmark literature.
+5-fold accuracy), so numbers are comparable with the sbi benchmark literature. The score is the *balanced*
+accuracy (the mean of the two per-class accuracies): for sets of equal size it is the accuracy sbi reports, and for
+sets of different sizes chance stays at 0.5 instead of the larger set's share (plain accuracy would call 5 draws
+against 2,000 of the same distribution "separable").
 """
 
 from __future__ import annotations
@@ -28,14 +31,21 @@ __all__ = ["C2STResult", "c2st"]
 
 @dataclass
 class C2STResult:
-    """Cross-validated accuracy of telling the two sample sets apart (0.5 is ideal)."""
+    """Cross-validated balanced accuracy of telling the two sample sets apart (0.5 is ideal, whatever the sizes)."""
 
     accuracy: float
     fold_accuracies: list[float]
     classifier: str
+    sizes: tuple[int, int] = (0, 0)  # (samples, reference)
 
     def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "fold_accuracies": self.fold_accuracies, "classifier": self.classifier}
+        return {
+            "accuracy": self.accuracy,
+            "fold_accuracies": self.fold_accuracies,
+            "classifier": self.classifier,
+            "scoring": "balanced_accuracy",
+            "sizes": list(self.sizes),
+        }
 
     def plot(self, ax=None):
         """Fold accuracies against the 0.5 chance line. Returns the Axes."""
@@ -57,7 +67,7 @@ def c2st(
     folds: int = 5,
     seed: int = 0,
 ) -> C2STResult:
-    """C2ST accuracy between ``samples`` (N, D) and ``reference`` (M, D) samples of the same D."""
+    """C2ST (balanced) accuracy between ``samples`` (N, D) and ``reference`` (M, D) samples of the same D."""
     samples, reference = as_tensor(samples, "samples"), as_tensor(reference, "reference")
     check_int(folds, "folds", minimum=2)
     if samples.dim() == 1:
@@ -79,5 +89,6 @@ def c2st(
     features = torch.cat([samples, reference]).double().numpy()
     labels = np.concatenate([np.zeros(len(samples)), np.ones(len(reference))])
     splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(make_pipeline(StandardScaler(), model), features, labels, cv=splits, scoring="accuracy")
-    return C2STResult(float(scores.mean()), [float(s) for s in scores], classifier)
+    pipeline = make_pipeline(StandardScaler(), model)
+    scores = cross_val_score(pipeline, features, labels, cv=splits, scoring="balanced_accuracy")
+    return C2STResult(float(scores.mean()), [float(s) for s in scores], classifier, (len(samples), len(reference)))

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from torch.distributions import MixtureSameFamily
 
 from priorfit.errors import PriorfitValidationError
-from priorfit.gmm import GMM
+from priorfit.gmm import GMM, lower_triangular
+from priorfit.networks.modes import evaluating
 
 __all__ = ["DistributionTransformer", "MessageHead", "MixtureHead"]
 
@@ -74,14 +75,6 @@ def _tril_size(dim: int) -> int:
     return dim * (dim + 1) // 2
 
 
-def _lower_triangular(values: Tensor, tril_index: Tensor, dim: int, diagonal_map) -> Tensor:
-    """(…, D(D+1)/2) entries -> (…, D, D) lower-triangular matrices, ``diagonal_map`` applied to the diagonal."""
-    matrix = values.new_zeros(*values.shape[:-1], dim, dim)
-    matrix[..., tril_index[0], tril_index[1]] = values
-    diagonal = torch.diagonal(matrix, dim1=-2, dim2=-1)
-    return matrix - torch.diag_embed(diagonal) + torch.diag_embed(diagonal_map(diagonal))
-
-
 class MixtureHead(nn.Module):
     """Output tokens -> a Gaussian mixture (a ``torch.distributions`` object).
 
@@ -102,7 +95,7 @@ class MixtureHead(nn.Module):
 
     def _lower(self, values: Tensor) -> Tensor:
         # exp keeps the diagonal positive; the floor keeps the covariance well conditioned
-        return _lower_triangular(values, self.tril_index, self.dim, lambda d: d.clamp(-7, 7).exp() + 1e-4)
+        return lower_triangular(values, self.tril_index, self.dim, lambda d: d.clamp(-7, 7).exp() + 1e-4)
 
     def mixture_parameters(
         self, tokens: Tensor, prior_logits: Tensor | None = None, prior_means=None, prior_tril=None
@@ -149,7 +142,7 @@ class MessageHead(nn.Module):
         """(logits, means, Cholesky factors) of the posterior mixture."""
         out = self.proj(tokens)
         correction, target = out[..., 0], out[..., 1 : 1 + self.dim]
-        factor = _lower_triangular(out[..., 1 + self.dim :], self.tril_index, self.dim, F.softplus)
+        factor = lower_triangular(out[..., 1 + self.dim :], self.tril_index, self.dim, F.softplus)
         residual = (target - prior_means).unsqueeze(-1)  # y_k − μ_k
         weighted = factor @ factor.transpose(-1, -2)  # H_k
         projected = prior_tril.transpose(-1, -2) @ weighted  # L_kᵀ H_k
@@ -343,14 +336,8 @@ class DistributionTransformer(nn.Module):
         if x.shape[1] == 0:  # no observations: the posterior is the prior, exactly
             one_prior_for_many = prior.component_distribution.loc.dim() == 2 and not single
             return GMM.from_logits(logits, means, tril) if one_prior_for_many else prior
-        was_training = self.training
-        if was_training:  # switching modes walks every submodule: a noticeable share of a batch-of-1 update
-            self.eval()
-        try:
+        with evaluating(self):
             parameters = self.posterior_parameters(logits.float(), means.float(), tril.float(), x.float())
-        finally:
-            if was_training:
-                self.train()
         if single:
             parameters = tuple(value[0] for value in parameters)
         return GMM.from_logits(*parameters)

@@ -24,6 +24,7 @@ from torch.distributions import (
 )
 
 from priorfit._validation import check_observation_sets
+from priorfit.gmm import lower_triangular
 
 __all__ = ["SetEncoder", "PosteriorNetwork", "FlowPosterior", "GMMPosterior", "Standardizer"]
 
@@ -130,13 +131,17 @@ class PosteriorNetwork(nn.Module):
         """q(θ | x) for checked user input x (n, Dx) or (B, n, Dx): batch shape (B,), event shape (Dθ,)."""
         return self.distribution(self.check_x(x))
 
+    def summary(self, x: Tensor) -> Tensor:
+        """The set encoder's embedding (B, embed_dim) of observation sets (B, n, Dx): what the head conditions on."""
+        return self.encoder(self.x_scaler(x))
+
     def training_loss(self, theta: Tensor, x: Tensor) -> Tensor:
         """−log q(θ | x) per row: the task's loss."""
         return -self.distribution(x).log_prob(theta)
 
     def distribution(self, x: Tensor) -> Distribution:
         """q(θ | x) without input checks; NaN rows of x are padding (the training path)."""
-        return self._to_theta_units(self.head(self.encoder(self.x_scaler(x))))
+        return self._to_theta_units(self.head(self.summary(x)))
 
     def head(self, context: Tensor) -> Distribution:
         raise NotImplementedError
@@ -192,8 +197,5 @@ class GMMPosterior(PosteriorNetwork):
         batch, k, d = context.shape[0], self.components, self.theta_dim
         out = self.net(context).view(batch, k, -1)
         logits, means, raw = out[..., 0], out[..., 1 : 1 + d], out[..., 1 + d :]
-        scale_tril = torch.zeros(batch, k, d, d, dtype=out.dtype, device=out.device)
-        scale_tril[..., self.tril_index[0], self.tril_index[1]] = raw
-        diagonal = F.softplus(scale_tril.diagonal(dim1=-2, dim2=-1)) + 1e-3
-        scale_tril = scale_tril.tril(-1) + torch.diag_embed(diagonal)
+        scale_tril = lower_triangular(raw, self.tril_index, d, lambda diagonal: F.softplus(diagonal) + 1e-3)
         return MixtureSameFamily(Categorical(logits=logits), MultivariateNormal(means, scale_tril=scale_tril))

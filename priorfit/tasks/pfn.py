@@ -13,6 +13,7 @@ from priorfit._validation import check_float
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
+from priorfit.networks.modes import evaluating
 from priorfit.networks.transformer import PFNTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build, check_config, check_size
@@ -123,12 +124,8 @@ class PFNTask(pl.LightningModule):
     @torch.no_grad()
     def predictive(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> torch.distributions.Distribution:
         """The posterior predictive at x_query as a Distribution with batch shape (B, m)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.head(self.network(x_context, y_context, x_query))
-        finally:
-            self.train(was_training)
 
     def _split(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n = int(batch.meta["num_context"])

@@ -20,6 +20,9 @@ from priorfit.tasks.common import build_network, check_optimizer_settings, plain
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
 
+REFERENCE_BUFFERS = ("check_pool", "check_reference")
+MAX_REFERENCE_SETS = 500  # held-out sets kept in a checkpoint for the check, each for pool and reference
+
 
 class PosteriorTask(pl.LightningModule):
     """Amortized posteriors: NPE with a set encoder (flow, gmm) or a compositional score network (score).
@@ -102,7 +105,16 @@ class PosteriorTask(pl.LightningModule):
         if fisher_weight and not self.network.has_density:
             raise InvalidHyperparameterError("fisher_weight needs a density network (flow, gmm), not a score network")
         self.register_buffer("standardized", torch.tensor(False))  # z-scoring fitted (saved with the weights)
+        # held-out simulation sets (pool, reference) for AmortizedPosterior.check; sized by the checkpoint
+        self.register_buffer("check_pool", torch.empty(0))
+        self.register_buffer("check_reference", torch.empty(0))
         self.domain = TrainingDomain.from_dict(domain)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        for name in REFERENCE_BUFFERS:  # take the stored sizes; checkpoints from before the check have none
+            stored = state_dict.setdefault(prefix + name, torch.empty(0))
+            setattr(self, name, torch.empty_like(stored, device=self.standardized.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def on_fit_start(self) -> None:
         has_domain = bool(self.hparams.get("domain"))
@@ -113,12 +125,22 @@ class PosteriorTask(pl.LightningModule):
             theta, x = datamodule.theta, datamodule.x
         else:
             theta, x = simulate_budget(self.prior, 2000, 1, seed=0)
+        if self.check_pool.numel() == 0:
+            held_out = datamodule.held_out_x if isinstance(datamodule, SimulationDataModule) else None
+            self.keep_reference_sets(held_out if held_out is not None else simulate_budget(self.prior, 1000, 1, 1)[1])
         if not has_domain:  # recorded in the checkpoint, so a loaded model checks its queries too
             self.domain = domain_of_simulations(theta, x)
             self.hparams["domain"] = self.domain.to_dict()
         if not bool(self.standardized):
             self.network.fit_standardization(theta.to(self.device), x.to(self.device))
             self.standardized.fill_(True)
+
+    def keep_reference_sets(self, held_out: Tensor) -> None:
+        """Keep held-out simulation sets (N, n, Dx) for ``AmortizedPosterior.check``: the first half (at most
+        ``MAX_REFERENCE_SETS``) as its pool, the second as its reference sets; stored with the weights."""
+        half = len(held_out) // 2
+        self.check_pool = held_out[:half][:MAX_REFERENCE_SETS].to(self.standardized.device)
+        self.check_reference = held_out[half:][:MAX_REFERENCE_SETS].to(self.standardized.device)
 
     def forward(self, x: Tensor) -> torch.distributions.Distribution:
         return self.network(x)
@@ -233,6 +255,11 @@ class SimulationDataModule(pl.LightningDataModule):
         )
         self.batch_size = batch_size
         self.seed = seed
+
+    @property
+    def held_out_x(self) -> Tensor:
+        """x of the validation split (never trained on): where a posterior's reference sets come from."""
+        return self.x[torch.as_tensor(self.val_set.indices)]
 
     @staticmethod
     def check_settings(

@@ -1,4 +1,4 @@
-"""A posterior network family written the way a newcomer would add one (see tests/test_network_families.py):
+"""A posterior network family written the way a newcomer would add one (see tests/networks/test_network_families.py):
 this module, one line in ``priorfit.registry.FAMILIES`` and a config file are the whole change."""
 
 from __future__ import annotations

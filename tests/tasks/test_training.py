@@ -98,7 +98,7 @@ def test_classification_objective_trains_on_a_user_prior():
     from priorfit.tasks import PFNTask, PriorDataModule
 
     task = PFNTask(
-        prior={"_target_": "tests.test_training.ThresholdedGP"},
+        prior={"_target_": "tests.tasks.test_training.ThresholdedGP"},
         network={
             "_target_": "priorfit.networks.PFNTransformer",
             "d_model": 32,
@@ -110,7 +110,7 @@ def test_classification_objective_trains_on_a_user_prior():
         num_classes=3,
         lr=3e-3,
         warmup_steps=5,
-        trusted_targets={"tests.test_training.ThresholdedGP"},  # a class of one's own: trusted by name
+        trusted_targets={"tests.tasks.test_training.ThresholdedGP"},  # a class of one's own: trusted by name
     )
     data = PriorDataModule(task.prior, batch_size=16, num_points=30, max_context=20, val_batches=2, val_batch_size=32)
     before = task.query_nll(data.validation_set()[1]).mean().item()

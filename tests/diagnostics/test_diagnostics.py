@@ -124,6 +124,15 @@ def test_sbc_ranks_count_samples_below_the_truth():
     assert result.ranks[:, 0].tolist() == [0, 5, 10]
 
 
+def test_c2st_of_unequal_sets_of_one_distribution_is_chance_not_the_majority_rate():
+    generator = torch.Generator().manual_seed(0)
+    few, many = torch.randn(5, 2, generator=generator), torch.randn(2000, 2, generator=generator)
+    result = c2st(few, many)
+    assert result.accuracy < 0.7  # plain accuracy says 0.998 here: the share of the larger set
+    assert result.to_dict()["scoring"] == "balanced_accuracy" and result.sizes == (5, 2000)
+    assert c2st(few + 5.0, many).accuracy > 0.7  # a real difference still shows with five draws
+
+
 def test_c2st_separates_shifted_samples_and_not_equal_ones():
     generator = torch.Generator().manual_seed(0)
     a, b = torch.randn(1000, 2, generator=generator), torch.randn(1000, 2, generator=generator)

@@ -118,13 +118,13 @@ def test_network_family(family):
 
 
 def test_a_new_posterior_family_needs_one_module_and_one_registry_line(monkeypatch, tmp_path):
-    """The architecture's promise: a family written in its own module (tests/tiny_family.py) plus its line in
+    """The architecture's promise: a family written in its own module (tests/networks/tiny_family.py) plus its line in
     FAMILIES trains, answers, saves and loads like the built-in ones, with no other change."""
     import priorfit
     from priorfit import AmortizedPosterior
     from priorfit.priors.simulators import GaussianLinear
 
-    monkeypatch.setitem(FAMILIES, "tests.tiny_family.MLPPosterior", "tests.tiny_family:MLPPosterior")
+    monkeypatch.setitem(FAMILIES, "tests.networks.tiny_family.MLPPosterior", "tests.networks.tiny_family:MLPPosterior")
     problem = GaussianLinear(dim=2)
     post = AmortizedPosterior("mlp", max_epochs=3, progress_bar=False, network={"encoder": {"width": 16}})
     post.fit(problem.prior, problem.simulate, num_simulations=300)
@@ -132,6 +132,6 @@ def test_a_new_posterior_family_needs_one_module_and_one_registry_line(monkeypat
     assert post.sample(x_obs, 50).shape == (50, 2) and post.posterior(x_obs).log_prob(torch.zeros(2)).isfinite()
     loaded = priorfit.load(post.save(tmp_path / "mlp.safetensors"))  # no trusted_targets: it is on the list
     torch.testing.assert_close(loaded.log_prob(torch.zeros(3, 2), x_obs), post.log_prob(torch.zeros(3, 2), x_obs))
-    monkeypatch.delitem(FAMILIES, "tests.tiny_family.MLPPosterior")
-    with pytest.raises(priorfit.CheckpointError, match="tests.tiny_family.MLPPosterior"):
+    monkeypatch.delitem(FAMILIES, "tests.networks.tiny_family.MLPPosterior")
+    with pytest.raises(priorfit.CheckpointError, match="tests.networks.tiny_family.MLPPosterior"):
         priorfit.load(tmp_path / "mlp.safetensors")  # off the list again: refused, never imported
