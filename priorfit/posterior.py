@@ -290,8 +290,7 @@ class AmortizedPosterior:
         the simulator). See ``priorfit.observation_check``."""
         from priorfit.observation_check import ObservationCheck
 
-        x = self._observations(x_obs)
-        task = self.task_
+        x, task = self._observations(x_obs), self.task_
         if getattr(task, "observation_check", None) is None:  # reference statistics are computed once
             task.observation_check = ObservationCheck(task.network, task.check_pool, task.check_reference)
         return task.observation_check(x)
@@ -355,8 +354,9 @@ class AmortizedPosterior:
         """A trained posterior around a loaded ``PosteriorTask`` (what ``priorfit.load`` returns for one)."""
         if not isinstance(task, PosteriorTask):
             raise PriorfitValidationError(f"expected a PosteriorTask, got a {type(task).__name__}")
-        posterior = cls(task.network.estimator, logger=None)  # declared by each network family
-        posterior.task_, posterior.prior_ = task.eval(), prior
+        posterior = cls(logger=None)
+        # the family's declared name, which may be a trusted family of the user's that is not on the allow list
+        posterior.estimator, posterior.task_, posterior.prior_ = task.network.estimator, task.eval(), prior
         return posterior
 
     @classmethod

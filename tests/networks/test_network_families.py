@@ -135,3 +135,5 @@ def test_a_new_posterior_family_needs_one_module_and_one_registry_line(monkeypat
     monkeypatch.delitem(FAMILIES, "tests.networks.tiny_family.MLPPosterior")
     with pytest.raises(priorfit.CheckpointError, match="tests.networks.tiny_family.MLPPosterior"):
         priorfit.load(tmp_path / "mlp.safetensors")  # off the list again: refused, never imported
+    trusted = priorfit.load(tmp_path / "mlp.safetensors", trusted_targets={"tests.networks.tiny_family.MLPPosterior"})
+    assert trusted.estimator == "mlp" and trusted.sample(x_obs, 5).shape == (5, 2)  # a user's own family, named
