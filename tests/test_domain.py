@@ -143,3 +143,19 @@ def test_a_falling_learning_curve_is_out_of_the_lc_prior_domain():
         LearningCurveExtrapolator().fit(range(1, 9), [0.41, 0.52, 0.58, 0.62, 0.64, 0.66, 0.67, 0.68])
         LearningCurveExtrapolator().fit([1, 2, 3], [0.5, 0.49, 0.5])  # noise, not a trend
         LearningCurveExtrapolator().fit([4], [0.5])  # one epoch: no trend at all
+
+
+def test_the_distribution_transformer_warns_outside_its_prior_scales_and_observation_counts():
+    from priorfit import GMM
+
+    dt = priorfit.load("dt-linear-gaussian-2d")  # trained on component sds in [0.1, 3]
+    x = torch.tensor([[0.5, 0.2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        dt.update(GMM(torch.ones(1), torch.zeros(1, 2), torch.eye(2).unsqueeze(0)), x)
+    wide = GMM(torch.ones(1), torch.zeros(1, 2), 1e4 * torch.eye(2).unsqueeze(0))  # variance 1e4: sd 100
+    with pytest.warns(OutOfDomainWarning, match=r"prior_sd = 100 is outside the training domain \[0.1, 3\]"):
+        dt.update(wide, x)
+    dt.domain.ranges["num_observations"] = [1, 20]  # what a checkpoint trained from now on records
+    with pytest.warns(OutOfDomainWarning, match=r"num_observations = 200 .*dt.filter"):
+        dt.update(GMM(torch.ones(1), torch.zeros(1, 2), torch.eye(2).unsqueeze(0)), torch.zeros(200, 2))

@@ -190,6 +190,7 @@ class RandomGMMPrior:
         self.min_components = int(min_components)
         self.mean_scale = float(mean_scale)
         self.scales = LogUniform(scale_low, scale_high)
+        self.scale_range = (float(scale_low), float(scale_high))  # per-coordinate sd of a component
         self.correlation = float(correlation)
 
     def sample_priors(self, batch_size: int, *, generator: torch.Generator | None = None) -> GMM:

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from priorfit.domain import TrainingDomain
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build
@@ -29,6 +30,8 @@ class DTTask(pl.LightningModule):
             prior components are filled in from the prior).
         lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with linear warm-up and cosine decay.
         exact_metrics: log the NLL of θ under the exact posterior when the likelihood has one.
+        domain: the training domain (``priorfit.domain``) beyond what the prior says: the observation-count range,
+            recorded from the data module at the start of training and stored in checkpoints.
         trusted_targets: ``_target_`` names besides priorfit's own families the prior config may name; not stored.
     """
 
@@ -42,6 +45,7 @@ class DTTask(pl.LightningModule):
         warmup_steps: int = 200,
         min_lr_ratio: float = 0.0,
         exact_metrics: bool = True,
+        domain: dict | None = None,
         trusted_targets: Collection[str] = (),
     ) -> None:
         super().__init__()
@@ -56,6 +60,7 @@ class DTTask(pl.LightningModule):
                 "warmup_steps": warmup_steps,
                 "min_lr_ratio": min_lr_ratio,
                 "exact_metrics": exact_metrics,
+                "domain": domain,
             }
         )
         self.prior = build(prior, trusted_targets=trusted_targets)
@@ -65,6 +70,15 @@ class DTTask(pl.LightningModule):
         self.network: DistributionTransformer = build_network(
             network_config, trusted_targets=trusted_targets, **sizes
         ).bind_likelihood(likelihood)
+        scale_range = getattr(self.prior, "scale_range", None)
+        ranges = {"prior_sd": list(scale_range)} if scale_range else {}
+        self.network.domain = TrainingDomain.from_dict({**ranges, **(domain or {})})
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.hparams.get("domain") and hasattr(datamodule, "max_context"):  # stored in the checkpoint
+            self.hparams["domain"] = {"num_observations": [datamodule.min_context, datamodule.max_context]}
+            self.network.domain.ranges.update(self.hparams["domain"])
 
     def forward(self, batch: Batch) -> torch.distributions.Distribution:
         meta = batch.meta
