@@ -159,3 +159,14 @@ def test_the_distribution_transformer_warns_outside_its_prior_scales_and_observa
     dt.domain.ranges["num_observations"] = [1, 20]  # what a checkpoint trained from now on records
     with pytest.warns(OutOfDomainWarning, match=r"num_observations = 200 .*dt.filter"):
         dt.update(GMM(torch.ones(1), torch.zeros(1, 2), torch.eye(2).unsqueeze(0)), torch.zeros(200, 2))
+
+
+def test_a_pfn_says_when_context_labels_leave_the_range_its_buckets_cover():
+    model = priorfit.load("pfn-gp-1d")
+    data = model.prior.sample(1, 30, generator=torch.Generator().manual_seed(0))
+    x_context, y_context, x_query = data.x[:, :20], data.y[:, :20], data.x[:, 20:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        model.predictive(x_context, y_context, x_query)
+    with pytest.warns(OutOfDomainWarning, match=r"y_context = 9\d\.\d+ is outside the training domain \[-4\.\d+, 4\.\d+\]"):
+        model.predictive(x_context, y_context + 100.0, x_query)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from priorfit._validation import check_float
+from priorfit.domain import TrainingDomain
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
@@ -123,7 +124,12 @@ class PFNTask(pl.LightningModule):
 
     @torch.no_grad()
     def predictive(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> torch.distributions.Distribution:
-        """The posterior predictive at x_query as a Distribution with batch shape (B, m)."""
+        """The posterior predictive at x_query as a Distribution with batch shape (B, m). Context labels beyond the
+        bar distribution's borders (the y range of the prior's draws) are outside the training domain: a warning."""
+        if isinstance(self.head, BarDistribution) and isinstance(y_context, Tensor):
+            borders = self.head.borders
+            domain = TrainingDomain({"y_context": [float(borders[0]), float(borders[-1])]})
+            domain.check("y_context", y_context, advice="Rescale y to the prior's range, or train on a wider prior.")
         with evaluating(self):
             return self.head(self.network(x_context, y_context, x_query))
 
