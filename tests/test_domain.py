@@ -171,3 +171,17 @@ def test_a_pfn_says_when_context_labels_leave_the_range_its_buckets_cover():
     borders = r"\[-4\.\d+, 4\.\d+\]"  # the y range of the prior draws the buckets were placed on
     with pytest.warns(OutOfDomainWarning, match=r"y_context = 9\d\.\d+ is outside the training domain " + borders):
         model.predictive(x_context, y_context + 100.0, x_query)
+
+
+def test_a_pfn_trained_from_now_on_records_its_context_sizes(tmp_path):
+    from tests.helpers import TINY_NETWORK, train_briefly
+
+    run = train_briefly(tmp_path, ["trainer.max_steps=2", "data.min_context=2", "data.max_context=10", *TINY_NETWORK])
+    model = priorfit.load(run["model_file"])
+    assert model.hparams["domain"] == {"num_context": [2, 10]}
+    data = model.prior.sample(1, 40, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        model.predictive(data.x[:, :8], data.y[:, :8], data.x[:, 8:])
+    with pytest.warns(OutOfDomainWarning, match=r"num_context = 30 is outside the training domain \[2, 10\]"):
+        model.predictive(data.x[:, :30], data.y[:, :30], data.x[:, 30:])

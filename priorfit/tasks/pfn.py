@@ -40,6 +40,8 @@ class PFNTask(pl.LightningModule):
         warmup_steps, min_lr_ratio: linear warm-up, then cosine decay to ``lr * min_lr_ratio``
             at the trainer's last step.
         seed: seeds the border draws.
+        domain: the training domain beyond what the head says (``priorfit.domain``): the context-size range,
+            recorded from the data module at the start of training and stored in checkpoints.
         borders: known bucket borders (a checkpoint's), which skips drawing them from the prior; not a
             hyperparameter, since the checkpoint's weights restore them anyway.
         trusted_targets: ``_target_`` names besides priorfit's own families that the configs may name (the
@@ -62,6 +64,7 @@ class PFNTask(pl.LightningModule):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.0,
         seed: int = 0,
+        domain: dict | None = None,
         borders: Tensor | None = None,
         trusted_targets: Collection[str] = (),
     ) -> None:
@@ -98,6 +101,7 @@ class PFNTask(pl.LightningModule):
                 "warmup_steps": warmup_steps,
                 "min_lr_ratio": min_lr_ratio,
                 "seed": seed,
+                "domain": domain,
             }
         )
         if objective == "regression":
@@ -113,6 +117,15 @@ class PFNTask(pl.LightningModule):
         else:
             raise ValueError(f"objective must be 'regression' or 'classification', got {objective!r}")
         self.network: PFNTransformer = build_network(network, num_outputs=num_outputs, trusted_targets=trusted_targets)
+        borders = getattr(self.head, "borders", None)
+        label_range = {"y_context": [float(borders[0]), float(borders[-1])]} if borders is not None else {}
+        self.domain = TrainingDomain.from_dict({**label_range, **(domain or {})})
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.hparams.get("domain") and hasattr(datamodule, "max_context"):  # stored in the checkpoint
+            self.hparams["domain"] = {"num_context": [datamodule.min_context, datamodule.max_context]}
+            self.domain.ranges.update(self.hparams["domain"])
 
     @property
     def has_exact_predictive(self) -> bool:
@@ -125,11 +138,15 @@ class PFNTask(pl.LightningModule):
     @torch.no_grad()
     def predictive(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> torch.distributions.Distribution:
         """The posterior predictive at x_query as a Distribution with batch shape (B, m). Context labels beyond the
-        bar distribution's borders (the y range of the prior's draws) are outside the training domain: a warning."""
-        if isinstance(self.head, BarDistribution) and isinstance(y_context, Tensor):
-            borders = self.head.borders
-            domain = TrainingDomain({"y_context": [float(borders[0]), float(borders[-1])]})
-            domain.check("y_context", y_context, advice="Rescale y to the prior's range, or train on a wider prior.")
+        bar distribution's borders (the y range of the prior's draws) and, where the checkpoint records it, a
+        context size outside the trained range are outside the training domain: a warning."""
+        if isinstance(y_context, Tensor):
+            self.domain.check(
+                "y_context", y_context, advice="Rescale y to the prior's range, or train on a wider prior."
+            )
+        if isinstance(x_context, Tensor) and x_context.dim() == 3:
+            advice = "Give a context size the model was trained on (data.min_context..max_context), or retrain."
+            self.domain.check("num_context", x_context.shape[1], advice=advice)
         with evaluating(self):
             return self.head(self.network(x_context, y_context, x_query))
 
