@@ -27,6 +27,7 @@ from priorfit import (
 )
 from priorfit.checkpoint import load_pfn_model, load_task
 from priorfit.diagnostics import c2st, sbc, tarp
+from priorfit.priors.simulators import SLCP, GaussianLinear, TwoMoons
 
 pd = pytest.importorskip("pandas")
 
@@ -349,6 +350,19 @@ ROWS = [
         CheckpointError,
         "registered name",
     ),
+    # ------------------------------------------------------------------ simulators
+    ("sim-theta-str", lambda c: TwoMoons().simulate("θ"), Invalid, "takes θ as a tensor"),
+    ("sim-theta-dict", lambda c: TwoMoons().simulate({"a": 1}), Invalid, "takes θ as a tensor"),
+    ("sim-theta-width", lambda c: TwoMoons().simulate(torch.zeros(4, 3)), Invalid, "θ of shape (N, 2)"),
+    ("sim-theta-3d", lambda c: SLCP().simulate(torch.zeros(2, 2, 5)), Invalid, "θ of shape (N, 5)"),
+    (
+        "sim-reference-zero",
+        lambda c: GaussianLinear(2).reference_posterior(torch.zeros(1, 2), 0),
+        Invalid,
+        "num_samples",
+    ),
+    ("sim-reference-float", lambda c: TwoMoons().reference_posterior(torch.zeros(1, 2), 2.5), Invalid, "num_samples"),
+    ("sim-reference-none", lambda c: TwoMoons().reference_posterior(torch.zeros(1, 2), None), Invalid, "num_samples"),
     # ------------------------------------------------------------------ learning curves
     ("lc-y-above-one", lambda c: LearningCurveExtrapolator().fit([1, 2], [0.5, 1.5]), Invalid, "[0, 1]"),
     ("lc-y-nan", lambda c: LearningCurveExtrapolator().fit([1, 2], [0.5, math.nan]), Invalid, "NaN"),

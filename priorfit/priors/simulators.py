@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, LogNormal, MultivariateNormal, Normal, Uniform
 
-from priorfit.errors import InvalidHyperparameterError
+from priorfit._validation import check_int
+from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 
 __all__ = [
     "GaussianLinear",
@@ -37,6 +38,22 @@ def box_uniform(low: float, high: float, dim: int) -> Independent:
     return Independent(Uniform(torch.full((dim,), float(low)), torch.full((dim,), float(high))), 1)
 
 
+def _check_theta(theta, dim: int, name: str) -> Tensor:
+    """θ as a floating tensor of shape (N, dim) (a (dim,) vector as one row); anything else is a named error."""
+    if not isinstance(theta, Tensor):
+        try:
+            theta = torch.as_tensor(theta, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise PriorfitValidationError(
+                f"{name}.simulate takes θ as a tensor of shape (N, {dim}), got {type(theta).__name__}"
+            ) from None
+    theta = theta if theta.is_floating_point() else theta.float()
+    theta = theta.unsqueeze(0) if theta.dim() == 1 else theta
+    if theta.dim() != 2 or theta.shape[-1] != dim:
+        raise PriorfitValidationError(f"{name}.simulate takes θ of shape (N, {dim}), got {tuple(theta.shape)}")
+    return theta
+
+
 def _check_obs(x_obs: Tensor, dim: int, name: str) -> Tensor:
     x_obs = torch.as_tensor(x_obs, dtype=torch.float64)
     x_obs = x_obs.unsqueeze(0) if x_obs.dim() == 1 else x_obs
@@ -52,6 +69,12 @@ class _Problem:
     x_dim: int
 
     def simulate(self, theta: Tensor) -> Tensor:
+        """x ~ p(x | θ) for each row of θ (N, Dθ) (a (Dθ,) vector gives one (Dx,) observation)."""
+        single = isinstance(theta, Tensor) and theta.dim() == 1
+        x = self._simulate(_check_theta(theta, self.theta_dim, self.name))
+        return x[0] if single else x
+
+    def _simulate(self, theta: Tensor) -> Tensor:
         raise NotImplementedError
 
     def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
@@ -70,7 +93,13 @@ class _Problem:
             out[inside] = log_prior + self.log_likelihood(theta[inside], x_obs)
         return out
 
-    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0, **options) -> Tensor:
+        """``num_samples`` draws (num_samples, Dθ) of the reference posterior given n iid observations (n, Dx)."""
+        check_int(num_samples, "num_samples", minimum=1)
+        check_int(seed, "seed")
+        return self._reference_posterior(x_obs, num_samples, seed, **options)
+
+    def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
         x_obs = _check_obs(x_obs, self.x_dim, self.name)
         return mcmc_posterior(lambda t: self.log_posterior_unnormalized(t, x_obs), self.prior, num_samples, seed=seed)
 
@@ -85,7 +114,7 @@ class GaussianLinear(_Problem):
         self.prior_var, self.noise_var = prior_var, noise_var
         self.prior = Independent(Normal(torch.zeros(dim), math.sqrt(prior_var)), 1)
 
-    def simulate(self, theta: Tensor) -> Tensor:
+    def _simulate(self, theta: Tensor) -> Tensor:
         return theta + math.sqrt(self.noise_var) * torch.randn_like(theta)
 
     def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
@@ -99,7 +128,7 @@ class GaussianLinear(_Problem):
         mean = (x_obs.sum(0) / self.noise_var) / precision
         return MultivariateNormal(mean, torch.eye(self.theta_dim, dtype=torch.float64) / precision)
 
-    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+    def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.posterior(x_obs).sample((num_samples,)).to(torch.float32)
@@ -114,7 +143,7 @@ class TwoMoons(_Problem):
     def __init__(self) -> None:
         self.prior = box_uniform(-1.0, 1.0, 2)
 
-    def simulate(self, theta: Tensor) -> Tensor:
+    def _simulate(self, theta: Tensor) -> Tensor:
         angle = (torch.rand(len(theta), device=theta.device) - 0.5) * math.pi
         radius = 0.1 + 0.01 * torch.randn(len(theta), device=theta.device)
         p = torch.stack([radius * torch.cos(angle) + 0.25, radius * torch.sin(angle)], dim=1)
@@ -133,7 +162,7 @@ class TwoMoons(_Problem):
         log_density = Normal(0.1, 0.01).log_prob(radius) - math.log(math.pi) - radius.log()
         return torch.where(u[..., 0] > 0, log_density, torch.full_like(log_density, -math.inf))
 
-    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0, grid: int = 1500) -> Tensor:
+    def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0, grid: int = 1500) -> Tensor:
         """Exact up to a grid: the posterior on a grid² lattice over the prior box, sampled with in-cell jitter."""
         x_obs = _check_obs(x_obs, 2, self.name)
         edges = torch.linspace(-1.0, 1.0, grid + 1, dtype=torch.float64)
@@ -167,7 +196,7 @@ class SLCP(_Problem):
         cov = torch.stack([s1**2, rho * s1 * s2, rho * s1 * s2, s2**2], dim=1).view(-1, 2, 2)
         return MultivariateNormal(mean, cov + 1e-6 * torch.eye(2, dtype=theta.dtype, device=theta.device))
 
-    def simulate(self, theta: Tensor) -> Tensor:
+    def _simulate(self, theta: Tensor) -> Tensor:
         return self._gaussian(theta).sample((4,)).transpose(0, 1).reshape(len(theta), 8)
 
     def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
@@ -175,7 +204,7 @@ class SLCP(_Problem):
         log_prob = self._gaussian(theta).log_prob(points.reshape(-1, 1, 2))  # (n * 4, M)
         return log_prob.view(len(x_obs), 4, -1).sum(1).T
 
-    def reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+    def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
         x_obs = _check_obs(x_obs, 8, self.name)
 
         def folded(theta: Tensor) -> Tensor:  # one of the four sign-symmetric modes: θ3, θ4 > 0
@@ -199,7 +228,7 @@ class GaussianMixture(_Problem):
     def __init__(self) -> None:
         self.prior = box_uniform(-10.0, 10.0, 2)
 
-    def simulate(self, theta: Tensor) -> Tensor:
+    def _simulate(self, theta: Tensor) -> Tensor:
         scale = torch.where(torch.rand(len(theta), 1, device=theta.device) < 0.5, 1.0, 0.1)
         return theta + scale * torch.randn_like(theta)
 
@@ -246,7 +275,7 @@ class SIR(_Problem):
                 observed.append(state[:, 1])
         return torch.stack(observed, dim=1).clamp(1e-12, 1.0)
 
-    def simulate(self, theta: Tensor) -> Tensor:
+    def _simulate(self, theta: Tensor) -> Tensor:
         probs = self.infected_fraction(theta)
         counts = torch.distributions.Binomial(self.trials, probs=probs).sample()
         return (counts / self.trials).to(torch.float32)
