@@ -285,13 +285,13 @@ class AmortizedPosterior:
         return samples
 
     def check(self, x_obs: Tensor) -> TypicalityResult:
-        """Does x_obs (n, Dx) look like the simulations this posterior was trained on? ``.p_value`` (small: it does
-        not, the simulator may be misspecified for it), ``.misspecified(alpha)`` (false alarms ≤ alpha on data from
-        the simulator). See ``priorfit.observation_check``."""
+        """Does x_obs (n, Dx) look like the training simulations? ``.p_value`` (small: no, the simulator may be
+        misspecified for it), ``.misspecified(alpha)`` (≤ alpha false alarms); see ``priorfit.observation_check``."""
         from priorfit.observation_check import ObservationCheck
 
         x, task = self._observations(x_obs), self.task_
-        if getattr(task, "observation_check", None) is None:  # reference statistics are computed once
+        cached = getattr(task, "observation_check", None)  # reference statistics: once, again after a device move
+        if cached is None or cached.pool is not task.check_pool:
             task.observation_check = ObservationCheck(task.network, task.check_pool, task.check_reference)
         return task.observation_check(x)
 

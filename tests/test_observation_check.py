@@ -85,3 +85,12 @@ def test_a_posterior_saved_without_reference_sets_says_to_retrain(posterior, tmp
     save_file(state, path, metadata=metadata)
     with pytest.raises(PriorfitValidationError, match="retrain"):
         priorfit.load(path).check(torch.zeros(2))
+
+
+def test_the_cached_reference_statistics_follow_the_posterior_to_another_device(posterior):
+    x = _sets(1, 3)[0]
+    first = posterior.check(x)
+    cached = posterior.task_.observation_check
+    assert posterior.check(x).p_value == first.p_value and posterior.task_.observation_check is cached  # reused
+    posterior.task_.check_pool = posterior.task_.check_pool.clone()  # what .to(device) does to the buffers
+    assert posterior.check(x).p_value == first.p_value and posterior.task_.observation_check is not cached
