@@ -68,15 +68,9 @@ def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike, *, overwri
 def is_priorfit_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a priorfit safetensors export (read from its header only) or a readable Lightning file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            size = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if 0 < size <= 100_000_000:
-                metadata = json.loads(handle.read(size)).get("__metadata__") or {}
-                return "priorfit_format" in metadata
-    except (OSError, ValueError, AttributeError):
-        return False
+    metadata = _header_metadata(path)
+    if metadata is not None:
+        return "priorfit_format" in metadata
     try:
         _read_lightning(path)
     except CheckpointError:
@@ -147,16 +141,13 @@ def load_task(
 def read_config(path: Path) -> tuple[str, dict]:
     """(task class name, stored hyperparameters) of a resolved checkpoint file; a safetensors export is read from its
     header only. Nothing is built or checked against the allow list."""
-    if _looks_like_safetensors(_head(path)):
-        try:
-            with open(path, "rb") as handle:
-                size = int.from_bytes(handle.read(8), "little")
-                metadata = json.loads(handle.read(min(size, 100_000_000))).get("__metadata__") or {}
-            hparams = json.loads(metadata["hyper_parameters"])
-            if isinstance(hparams, dict):
-                return metadata.get("task", "PFNTask"), hparams
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # _read below names the problem
+    metadata = _header_metadata(path) if _looks_like_safetensors(_head(path)) else None
+    try:
+        hparams = json.loads(metadata["hyper_parameters"])
+        if isinstance(hparams, dict):
+            return metadata.get("task", "PFNTask"), hparams
+    except (KeyError, TypeError, ValueError):
+        pass  # not a priorfit safetensors header: _read below reads the whole file and names the problem
     task_name, hparams, _ = _read(path)
     return task_name, hparams
 
@@ -271,6 +262,24 @@ def _read(path: Path) -> tuple[str, dict, dict]:
     if path.suffix == ".safetensors" or _looks_like_safetensors(_head(path)):
         return _read_safetensors(path)
     return _read_lightning(path)
+
+
+def _header_metadata(path: Path) -> dict | None:
+    """The ``__metadata__`` of a safetensors header, read without the tensors ({} when it has none), or None when
+    the file does not start with a readable safetensors header."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < size <= 100_000_000:
+                return None
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    metadata = header.get("__metadata__")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _head(path: Path) -> bytes:

@@ -63,7 +63,8 @@ class ObservationCheck:
                     f"check() needs held-out simulation sets of at least {n} observations and this posterior has "
                     f"{len(reference_sets)}; it was trained on sets of up to {self.pool.shape[1]}"
                 )
-            whiteners = {name: _Whitener(features) for name, features in self._set_features(pool_sets).items()}
+            pool_features = self._set_features(pool_sets, (pool_sets - self.mean) / self.std)
+            whiteners = {name: _Whitener(features) for name, features in pool_features.items()}
             self._by_n[n] = (whiteners, self._statistics(reference_sets, whiteners))
         return self._by_n[n]
 
@@ -72,14 +73,13 @@ class ObservationCheck:
         scaled = (sets - self.mean) / self.std
         per_observation = knn_log_distance(scaled.reshape(-1, scaled.shape[-1]), self.pool_observations, NEIGHBOURS)
         statistics = {"observations": per_observation.view(len(sets), -1).mean(1)}
-        for name, features in self._set_features(sets).items():
+        for name, features in self._set_features(sets, scaled).items():
             statistics[name] = whiteners[name].squared_distance(features)
         return statistics
 
-    def _set_features(self, sets: Tensor) -> dict[str, Tensor]:
-        """Features of whole sets: their moments (z-scored mean and, for n > 1, log standard deviation per
-        coordinate) and the network's own summary (set-encoder embedding) where it has one."""
-        scaled = (sets - self.mean) / self.std
+    def _set_features(self, sets: Tensor, scaled: Tensor) -> dict[str, Tensor]:
+        """Features of whole sets (raw, and z-scored as ``scaled``): their moments (mean and, for n > 1, log
+        standard deviation per coordinate) and the network's own summary (set-encoder embedding) where it has one."""
         moments = [scaled.mean(1)] + ([scaled.std(1).clamp_min(1e-6).log()] if sets.shape[1] > 1 else [])
         features = {"moments": torch.cat(moments, dim=-1)}
         summary = getattr(self.network, "summary", None)
