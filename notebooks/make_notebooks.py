@@ -21,17 +21,17 @@ pass, no GP fitting — with the exact GP posterior predictive, which is known i
     ),
     (
         "code",
-        """import tempfile, time
+        """import os, tempfile, time
 import matplotlib.pyplot as plt
 import torch
 from hydra import compose, initialize_config_module
 from priorfit.train import train
 
 torch.set_num_threads(2)
-run_dir = tempfile.mkdtemp(prefix="priorfit_quickstart_")
+os.chdir(tempfile.mkdtemp(prefix="priorfit_quickstart_"))  # a scratch folder: the run writes quickstart_run/
 with initialize_config_module(config_module="priorfit.conf", version_base="1.3"):
     cfg = compose(config_name="train", overrides=[
-        "experiment=gp_tiny", "logger=none", f"paths.output_dir={run_dir}",
+        "experiment=gp_tiny", "logger=none", "paths.output_dir=quickstart_run",
         "trainer.max_steps=700", "trainer.val_check_interval=700", "trainer.enable_progress_bar=false",
     ])
 start = time.perf_counter()

@@ -127,8 +127,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
     print()
-    print(f"checkpoint (resume with ckpt_path=...): {checkpoint or 'none (no checkpoint callback)'}")
-    print(f"model (load with priorfit.load): {model_file}")
+    shown = _shown(checkpoint) if checkpoint else "none (no checkpoint callback)"
+    print(f"checkpoint (resume with ckpt_path=...): {shown}")
+    print(f"model (load with priorfit.load): {_shown(model_file)}")
     if not hasattr(task, "predictive"):  # posterior tasks and DTTask: NLL of θ (or the score-matching loss)
         if "val/nll" in metrics:
             print(f"validation NLL: {metrics['val/nll']:.4f} nats per parameter draw")
@@ -147,6 +148,14 @@ def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
         )
     else:
         print(f"(no exact posterior predictive for {type(task.prior).__name__}: no gap to report)")
+
+
+def _shown(path) -> str:
+    """A path as the user can type it: relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://priorfit.conf", config_name="train")
