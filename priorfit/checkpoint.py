@@ -18,6 +18,7 @@ import torch
 
 from priorfit._files import atomic_write
 from priorfit._validation import check_device
+from priorfit.card import CARD_KEY, CalibrationCard, card_from_metadata
 from priorfit.errors import CheckpointError, PriorfitValidationError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "export_checkpoint",
     "is_priorfit_checkpoint",
     "read_config",
+    "read_card",
     "PFNModel",
     "FORMAT_VERSION",
 ]
@@ -39,7 +41,8 @@ _TASKS = {"PFNTask": "priorfit.tasks.pfn", "PosteriorTask": "priorfit.tasks.post
 
 
 def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write weights + configs as one safetensors file (atomically: temp file, then rename).
+    """Write weights + configs (and the task's calibration card, ``task.card``, when it has one) as one safetensors
+    file (atomically: temp file, then rename).
 
     An existing priorfit checkpoint at ``path`` is replaced; any other existing file (or folder) is refused
     unless ``overwrite=True``.
@@ -57,6 +60,9 @@ def export_checkpoint(task: torch.nn.Module, path: str | os.PathLike, *, overwri
         "task": type(task).__name__,
         "hyper_parameters": json.dumps(dict(task.hparams)),
     }
+    card = getattr(task, "card", None)
+    if card is not None:
+        metadata[CARD_KEY] = json.dumps(card.to_dict())
     tensors = {name: value.detach().cpu().contiguous() for name, value in task.state_dict().items()}
     try:
         atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
@@ -125,6 +131,7 @@ def load_task(
     path = resolve_checkpoint(name_or_path)
     task_name, hparams, state = _read(path)
     task_cls = _task_class(task_name, path)
+    card = read_card(path)
     try:
         check_config(hparams, trusted_targets=trusted_targets, where="hyper_parameters")
         if "head.borders" in state:  # the stored borders: no need to redraw them from the prior
@@ -135,7 +142,18 @@ def load_task(
     except (PriorfitValidationError, TypeError) as error:  # a stored setting the classes reject
         raise CheckpointError(f"{path}: its stored configuration cannot be rebuilt: {error}") from None
     _load_state(task, state, f"{path}: weights do not match the stored configuration")
+    task.card = card
     return task.to(map_location).eval()
+
+
+def read_card(path: Path) -> CalibrationCard | None:
+    """The calibration card stored in a resolved checkpoint file's header (None: the file carries none, e.g. a
+    Lightning checkpoint or an export older than the cards)."""
+    metadata = _header_metadata(path) if _looks_like_safetensors(_head(path)) else None
+    try:
+        return card_from_metadata(metadata)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
 
 
 def read_config(path: Path) -> tuple[str, dict]:
@@ -172,14 +190,21 @@ class PFNModel(torch.nn.Module):
     """A trained PFN for inference only: the network and its head, without Lightning or the prior.
 
     ``model(x_context, y_context, x_query)`` gives per-query logits; ``model.head(logits)`` the
-    predictive distribution. ``objective`` is "regression" or "classification".
+    predictive distribution. ``objective`` is "regression" or "classification"; ``card`` the file's calibration card.
     """
 
-    def __init__(self, network: torch.nn.Module, head: torch.nn.Module, hyper_parameters: dict) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        head: torch.nn.Module,
+        hyper_parameters: dict,
+        card: CalibrationCard | None = None,
+    ) -> None:
         super().__init__()
         self.network = network
         self.head = head
         self.hyper_parameters = hyper_parameters
+        self.card = card
         self.objective: str = hyper_parameters.get("objective", "regression")
 
     def forward(self, x_context: torch.Tensor, y_context: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
@@ -219,7 +244,7 @@ def load_pfn_model(name_or_path: str | os.PathLike, *, map_location: str | torch
         raise type(error)(f"{path}: {error}") from None
     except (PriorfitValidationError, TypeError, KeyError) as error:
         raise CheckpointError(f"{path}: its stored network configuration cannot be rebuilt: {error}") from None
-    model = PFNModel(network, head, hparams)
+    model = PFNModel(network, head, hparams, card=read_card(path))
     weights = {key: value for key, value in state.items() if key.startswith(("network.", "head."))}
     _load_state(model, weights, f"{path}: weights do not match the stored configuration")
     return model.to(map_location).eval()

@@ -17,7 +17,14 @@ from torch import Tensor
 
 from priorfit.errors import OutOfDomainError, OutOfDomainWarning, PriorfitValidationError, SimulatorWarning
 
-__all__ = ["TrainingDomain", "domain_of_simulations", "strict_domain", "usable_simulations", "warn_lost_simulations"]
+__all__ = [
+    "TrainingDomain",
+    "domain_of_simulations",
+    "strict_domain",
+    "usable_simulations",
+    "warn_lost_simulations",
+    "warn_out_of_domain",
+]
 
 
 def strict_domain() -> bool:
@@ -58,12 +65,18 @@ class TrainingDomain:
             where, low, high = quantity, float(low), float(high)
         message = (
             f"{where} = {value:g} is outside the training domain [{low:g}, {high:g}]: the answer is an "
-            f"extrapolation the model was never trained for.{' ' + advice if advice else ''} "
-            "(Set PRIORFIT_STRICT_DOMAIN=1 to make this an error.)"
+            f"extrapolation the model was never trained for.{' ' + advice if advice else ''}"
         )
-        if self.strict or (self.strict is None and strict_domain()):
-            raise OutOfDomainError(message)
-        warnings.warn(message, OutOfDomainWarning, stacklevel=3)
+        warn_out_of_domain(message, strict=self.strict, stacklevel=4)
+
+
+def warn_out_of_domain(message: str, *, strict: bool | None = None, stacklevel: int = 3) -> None:
+    """An :class:`~priorfit.errors.OutOfDomainWarning` with ``message``, or the error when strict (``strict=True``,
+    or ``PRIORFIT_STRICT_DOMAIN=1`` where ``strict`` is None)."""
+    message += " (Set PRIORFIT_STRICT_DOMAIN=1 to make this an error.)"
+    if strict or (strict is None and strict_domain()):
+        raise OutOfDomainError(message)
+    warnings.warn(message, OutOfDomainWarning, stacklevel=stacklevel)
 
 
 def domain_of_simulations(theta: Tensor, x: Tensor) -> TrainingDomain:

@@ -21,15 +21,27 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from priorfit._validation import check_device, check_float
 from priorfit.checkpoint import PFNModel, cached_pfn
+from priorfit.domain import TrainingDomain
 from priorfit.errors import PretrainingLimitError, PriorfitValidationError
 from priorfit.networks.bar_distribution import BarDistribution
-from priorfit.preprocessing import NUMERIC_TRANSFORMS, MemberView, TableEncoder, check_table
+from priorfit.preprocessing import (
+    NUMERIC_TRANSFORMS,
+    MemberView,
+    TableEncoder,
+    check_table,
+    table_domain,
+    warn_heavy_tails,
+)
 
 __all__ = ["PFNClassifier", "PFNRegressor", "PretrainingLimitError", "MAX_TRAIN_ROWS"]
 
 # the bundled checkpoints saw contexts of at most 448 rows; beyond 1,000 their accuracy is untested
 MAX_TRAIN_ROWS = 1000
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+EXTRAPOLATION_ADVICE = (
+    "No training row has a value near it (the training range widened by 10 % on each side), so the prediction "
+    "extrapolates; a regressor's predict() mean can be far off there, its median less so."
+)
 
 
 class _TabularPFN(BaseEstimator):
@@ -93,6 +105,8 @@ class _TabularPFN(BaseEstimator):
         self.encoder_ = TableEncoder()
         self.encoder_.column_names = getattr(self, "feature_names_in_", None)
         encoded = self.encoder_.fit_transform(X)
+        warn_heavy_tails(encoded, self.encoder_.categorical_, self.encoder_.column_names)
+        self.domain_ = table_domain(encoded, self.encoder_.categorical_)  # what queries are checked against
         # columns constant on the training rows carry no information; the network never sees them
         informative = np.flatnonzero(np.ptp(encoded, axis=0) > 0) if num_rows else np.arange(num_features)
         informative = informative if informative.size else np.arange(1)
@@ -116,7 +130,8 @@ class _TabularPFN(BaseEstimator):
             self.context_rows_ = np.stack(rows)
         else:
             self.context_rows_ = np.broadcast_to(np.arange(num_rows), (len(self.members_), num_rows))
-        rows = torch.as_tensor(np.ascontiguousarray(self.context_rows_), device=self.device)
+        # a copy: the rows may be a read-only broadcast view, which torch warns about
+        rows = torch.as_tensor(np.array(self.context_rows_), device=self.device)
         views = self._views(encoded)
         self.context_x_ = views.gather(1, rows.unsqueeze(-1).expand(-1, -1, views.shape[-1]))
 
@@ -124,6 +139,12 @@ class _TabularPFN(BaseEstimator):
         """Context targets from (E, n) training targets, one row per member (restricted to its rows)."""
         y_context = np.take_along_axis(np.asarray(y_context), self.context_rows_, axis=1)
         self.context_y_ = torch.tensor(y_context, dtype=torch.float32, device=self.device)
+
+    @property
+    def card(self):
+        """The checkpoint's :class:`~priorfit.card.CalibrationCard` (calibration on held-out prior tables, training
+        domain and budget), or None for a file without one; fitted or not."""
+        return self._load_model().card
 
     def _load_model(self) -> PFNModel:
         name = self.checkpoint if self.checkpoint is not None else self._default_checkpoint
@@ -154,6 +175,7 @@ class _TabularPFN(BaseEstimator):
         encoded = self.encoder_.transform(X)
         if np.isinf(encoded).any():
             raise ValueError("X contains infinity; replace it (NaN is allowed and imputed)")
+        self.domain_.check("feature", encoded, advice=EXTRAPOLATION_ADVICE)
         return self._views(encoded)
 
     def _query_chunk_rows(self) -> int:
@@ -298,6 +320,12 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
         self._set_context_y(np.broadcast_to(standardized, (len(self.members_), len(y))))
         # float64 copy of the bucket borders: quantiles and densities are read off in double precision
         self.head_ = BarDistribution(self.model_.head.borders.double())
+        borders = self.head_.borders
+        TrainingDomain({"standardised y": [float(borders[0]), float(borders[-1])]}).check(
+            "standardised y",
+            torch.as_tensor(standardized),
+            advice="y has outliers beyond the range of the prior's targets: transform y (e.g. log) or check them.",
+        )
         return self
 
     def _averaged_logits(self, X) -> torch.Tensor:

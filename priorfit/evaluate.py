@@ -2,7 +2,8 @@
 
 Both draw held-out (θ, x) pairs, sample the posterior for each x, and run TARP and SBC
 (``priorfit.diagnostics``) on the samples. The callback logs the statistics and a figure to the run's logger
-every k steps; ``priorfit-eval ckpt_path=...`` writes a JSON + PNG report for any posterior checkpoint.
+every k steps; ``priorfit-eval ckpt_path=...`` writes a JSON + PNG report for any posterior checkpoint (for a PFN or
+Distribution Transformer checkpoint: a fresh calibration card, ``priorfit.card``), beside the card stored in it.
 """
 
 from __future__ import annotations
@@ -167,7 +168,9 @@ def evaluate_checkpoint(
     out: str | None = None,
     trusted_targets: Collection[str] = (),
 ) -> dict:
-    """Calibration report (JSON + PNG) of a posterior checkpoint; returns the JSON content.
+    """Calibration report (JSON + PNG) of a checkpoint; returns the JSON content. A posterior gets TARP and SBC on
+    ``num_posteriors`` fresh prior draws; a PFN or Distribution Transformer a fresh calibration card
+    (``priorfit.card``) on that many held-out prior data sets. The report keeps the card stored in the file beside.
 
     ``trusted_targets``: your own prior classes the checkpoint names (see ``priorfit.load``).
     """
@@ -175,32 +178,38 @@ def evaluate_checkpoint(
     from priorfit.tasks.posterior import PosteriorTask
 
     task = load_task(ckpt_path, trusted_targets=trusted_targets)
-    if not isinstance(task, PosteriorTask):
-        raise CheckpointError(
-            f"{ckpt_path} holds a {type(task).__name__}: priorfit-eval reports the calibration of posterior "
-            "checkpoints (PosteriorTask)"
-        )
-    theta, x = held_out_pairs(task, None, num_posteriors, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        tarp_result, sbc_result = calibration_report(task.network, theta, x, num_samples=num_samples, seed=seed)
     # next to the checkpoint by default: model.safetensors -> model.calibration.json / .png
     stem = str(out) if out else str(Path(ckpt_path).with_suffix("")) + ".calibration"
     json_path, png_path = Path(stem + ".json"), Path(stem + ".png")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "checkpoint": str(ckpt_path),
-        "prior": repr(task.prior),
-        "num_posteriors": num_posteriors,
-        "num_samples": num_samples,
-        "seed": seed,
-        "summary": report_metrics(tarp_result, sbc_result, prefix=""),
-        "tarp": tarp_result.to_dict(),
-        "sbc": sbc_result.to_dict(),
-    }
+    stored = task.card.to_dict() if task.card is not None else None
+    report = {"checkpoint": str(ckpt_path), "prior": repr(task.prior), "seed": seed, "stored_card": stored}
     matplotlib.use("Agg")
+    if isinstance(task, PosteriorTask):
+        theta, x = held_out_pairs(task, None, num_posteriors, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            tarp_result, sbc_result = calibration_report(task.network, theta, x, num_samples=num_samples, seed=seed)
+        report.update(
+            num_posteriors=num_posteriors,
+            num_samples=num_samples,
+            summary=report_metrics(tarp_result, sbc_result, prefix=""),
+            tarp=tarp_result.to_dict(),
+            sbc=sbc_result.to_dict(),
+        )
+        fig = report_figure(tarp_result, sbc_result, Path(ckpt_path).name)
+    else:  # PFNs and the Distribution Transformer: a fresh card on held-out prior draws
+        import matplotlib.pyplot as plt
+
+        from priorfit.card import make_card
+
+        points = (stored or {}).get("evaluation", {}).get("num_points")
+        card = make_card(task, num_datasets=num_posteriors, num_points=points, num_samples=num_samples, seed=seed)
+        report.update(summary=card.metrics, card=card.to_dict())
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        card.plot(ax)
+        fig.tight_layout()
     _write_json(report, json_path)
-    fig = report_figure(tarp_result, sbc_result, Path(ckpt_path).name)
     _save_figure(fig, png_path)
     import matplotlib.pyplot as plt
 
@@ -214,7 +223,9 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``priorfit-eval ckpt_path=PATH [num_posteriors=200 num_samples=1000 seed=0 out=STEM]``."""
     try:
         if not cfg.get("ckpt_path"):
-            raise CheckpointError("priorfit-eval needs ckpt_path=PATH (a .ckpt or .safetensors posterior checkpoint)")
+            raise CheckpointError(
+                "priorfit-eval needs ckpt_path=PATH (a .ckpt or .safetensors file, or a registered name)"
+            )
         report = evaluate_checkpoint(
             str(cfg.ckpt_path),
             num_posteriors=int(cfg.num_posteriors),
@@ -226,6 +237,10 @@ def main(cfg: DictConfig) -> None:
     except PriorfitError as error:  # a user mistake: the message, not a stack trace
         print(f"priorfit-eval: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    if report["stored_card"] is not None:
+        from priorfit.card import CalibrationCard
+
+        print(f"calibration card stored in the file: {CalibrationCard.from_dict(report['stored_card']).summary()}")
     print(json.dumps(report["summary"], indent=2))
     print("wrote " + " and ".join(report["files"]))
 

@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in list_checkpoints():
             where = "bundled" if spec.bundled else "download"
             print(f"{spec.name:24s} {where:8s} {spec.size / 1e6:6.2f} MB  {spec.description}")
+            print(f"{'':24s} calibration: {_card_line(spec)}")
         return 0
     names = [s.name for s in list_checkpoints()] if args.all else args.names
     try:
@@ -305,6 +306,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}")
         return 1
     return 0
+
+
+def _card_line(spec: CheckpointSpec) -> str:
+    """The summary of a registered checkpoint's calibration card, read from its local copy's header."""
+    from priorfit.checkpoint import read_card
+
+    local = [BUNDLED_DIR / spec.file] if spec.bundled else []
+    path = next((p for p in [*local, cache_dir() / spec.file] if p.is_file() and _verified(spec, p)), None)
+    if path is None:
+        return "not downloaded yet (priorfit-download NAME fetches it; the card is in the file)"
+    try:
+        card = read_card(path)
+    except CheckpointError as error:
+        return f"unreadable ({error})"
+    return card.summary() if card is not None else "none (the file predates calibration cards)"
 
 
 def register_file(

@@ -55,6 +55,12 @@ class LearningCurveExtrapolator:
         self.checkpoint = checkpoint
         self.device = device
 
+    @property
+    def card(self):
+        """The checkpoint's :class:`~priorfit.card.CalibrationCard` (calibration on held-out prior curves, training
+        domain and budget), or None for a file without one."""
+        return _load(DEFAULT_CHECKPOINT if self.checkpoint is None else self.checkpoint, self.device).card
+
     # ----------------------------------------------------------------------------------- fitting
     def fit(self, t, y) -> LearningCurveExtrapolator:
         """Condition on the observed epochs ``t`` and values ``y`` of one curve or a batch of curves."""

@@ -77,6 +77,7 @@ def load(
 
         return AmortizedPosterior.from_task(task, prior=prior)
     if task_name == "DTTask":
+        task.network.card = task.card
         return task.network.eval()
     if task_name == "PFNTask":
         return task

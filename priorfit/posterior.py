@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,8 @@ from priorfit.networks.score import ComposedScoreSampler
 from priorfit.registry import posterior_kinds
 from priorfit.runs import KeepBestWeights, make_logger
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
+
+CARD_POSTERIORS = 200  # held-out simulations a fitted posterior's calibration card is computed on
 
 __all__ = ["AmortizedPosterior"]
 
@@ -215,6 +218,7 @@ class AmortizedPosterior:
             enable_checkpointing=False,
             gradient_clip_val=5.0,
         )
+        started = time.perf_counter()
         trainer.fit(task, datamodule=datamodule)
         if keep_best.best_state is not None:
             task.load_state_dict(keep_best.best_state)
@@ -222,6 +226,13 @@ class AmortizedPosterior:
         self.prior_ = prior
         self.best_val_loss_ = keep_best.best  # −log q(θ | x) for flow / gmm, the score-matching loss for score
         self.epochs_ = trainer.current_epoch
+        theta_held_out, x_held_out = datamodule.held_out
+        self.held_out_ = (theta_held_out[:CARD_POSTERIORS], x_held_out[:CARD_POSTERIORS])  # for the card
+        self.training_ = {
+            "num_simulations": len(theta),
+            "epochs": self.epochs_,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
         return self
 
     # ----------------------------------------------------------------------------------------- inference
@@ -347,7 +358,20 @@ class AmortizedPosterior:
         from priorfit.checkpoint import export_checkpoint
 
         self._network()
+        _ = self.card  # computed now where this posterior was fitted here, so the file carries it
         return export_checkpoint(self.task_, path, overwrite=overwrite)
+
+    @property
+    def card(self):
+        """The :class:`~priorfit.card.CalibrationCard` (TARP, SBC, coverage, training domain, budget): read from the
+        file of a loaded posterior; computed on first use, on up to 200 of the validation simulations (never
+        trained on; they did choose the early-stopping epoch), for one fitted here. None for a file without one."""
+        from priorfit.card import make_card
+
+        self._network()
+        if self.task_.card is None and getattr(self, "held_out_", None) is not None:
+            self.task_.card = make_card(self.task_, held_out=self.held_out_, training=self.training_)
+        return self.task_.card
 
     @classmethod
     def from_task(cls, task: PosteriorTask, *, prior: torch.distributions.Distribution | None = None):
@@ -386,14 +410,18 @@ class AmortizedPosterior:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         if self.task_ is not None:  # pickle the weights and configuration, not the Lightning trainer references
-            state["task_"] = (dict(self.task_.hparams), copy.deepcopy(self.task_.state_dict()))
+            card = self.task_.card.to_dict() if self.task_.card is not None else None
+            state["task_"] = (dict(self.task_.hparams), copy.deepcopy(self.task_.state_dict()), card)
         return state
 
     def __setstate__(self, state: dict) -> None:
         task = state.get("task_")
         if isinstance(task, tuple):
-            hparams, weights = task
+            from priorfit.card import CalibrationCard
+
+            hparams, weights, card = task
             restored = PosteriorTask(**hparams)
             restored.load_state_dict(weights)
+            restored.card = CalibrationCard.from_dict(card) if card is not None else None
             state["task_"] = restored.eval()
         self.__dict__.update(state)

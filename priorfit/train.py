@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    started = time.perf_counter()
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except SystemExit as stop:  # Lightning stops on SIGTERM by raising SystemExit(None), i.e. status 0
@@ -113,8 +116,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             print(f"\nstopped by SIGTERM; checkpoint of the last finished step: {where}")
             raise SystemExit(SIGTERM_EXIT_CODE) from None
         raise stop
+    wall_seconds = time.perf_counter() - started
     final = trainer.validate(task, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
+    task.card = _card(task, trainer, datamodule, wall_seconds, cfg)
 
     objects: dict[str, Any] = {"task": task, "datamodule": datamodule, "trainer": trainer}
     if trainer.is_global_zero:
@@ -125,8 +130,32 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, objects
 
 
+def _card(task, trainer, datamodule, wall_seconds: float, cfg: DictConfig):
+    """The calibration card the exported model carries; a model whose card cannot be computed is still exported
+    (with a warning saying why), never lost."""
+    from priorfit.card import make_card
+    from priorfit.evaluate import held_out_pairs
+    from priorfit.tasks.posterior import PosteriorTask
+
+    steps = int(trainer.global_step)
+    training = {"steps": steps, "batch_size": int(datamodule.batch_size), "wall_seconds": round(wall_seconds, 1)}
+    if cfg.get("ckpt_path") or cfg.get("init_from"):
+        training["note"] = "wall_seconds of this run only: it resumed or started from another checkpoint"
+    try:
+        if isinstance(task, PosteriorTask):
+            training["num_simulations"] = int(len(datamodule.theta))
+            return make_card(task, held_out=held_out_pairs(task, trainer, 200, int(cfg.seed)), training=training)
+        training["datasets_seen"] = steps * int(datamodule.batch_size)
+        return make_card(task, training=training, num_points=getattr(datamodule, "num_points", None))
+    except PriorfitError as error:
+        warnings.warn(f"the model is exported without a calibration card: {error}", UserWarning, stacklevel=2)
+        return None
+
+
 def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
     print()
+    if task.card is not None:
+        print(f"calibration card: {task.card.summary()}")
     shown = _shown(checkpoint) if checkpoint else "none (no checkpoint callback)"
     print(f"checkpoint (resume with ckpt_path=...): {shown}")
     print(f"model (load with priorfit.load): {_shown(model_file)}")

@@ -185,3 +185,36 @@ def test_a_pfn_trained_from_now_on_records_its_context_sizes(tmp_path):
         model.predictive(data.x[:, :8], data.y[:, :8], data.x[:, 8:])
     with pytest.warns(OutOfDomainWarning, match=r"num_context = 30 is outside the training domain \[2, 10\]"):
         model.predictive(data.x[:, :30], data.y[:, :30], data.x[:, 30:])
+
+
+def test_a_tabular_query_beyond_the_training_rows_warns_and_one_inside_is_silent(monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(60, 3))
+    reg = priorfit.PFNRegressor(n_estimators=1).fit(X, X @ [1.0, 2.0, -1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        reg.predict(rng.uniform(0.05, 0.95, size=(5, 3)))
+    far = np.array([[0.5, 1.6, 0.5]])
+    outside = r"feature\[1\] = 1\.6 is outside the training domain \[-0\.\d+, 1\.\d+\]"
+    with pytest.warns(OutOfDomainWarning, match=outside):
+        assert np.isfinite(reg.predict(far)).all()
+    monkeypatch.setenv("PRIORFIT_STRICT_DOMAIN", "1")
+    with pytest.raises(OutOfDomainError, match="prediction extrapolates"):
+        reg.predict(far)
+
+
+def test_a_table_unlike_the_priors_tables_warns_at_fit():
+    """Feature and target ranges against what the prior's tables look like (issue 22's check of PFN tables)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    X[:6, 1] = 1e4  # 3 % of a column beyond 5 sd: the prior's tables have < 0.01 % there
+    with pytest.warns(OutOfDomainWarning, match=r"feature 1: 3\.0% of its values lie beyond 5 standard deviations"):
+        priorfit.PFNClassifier(n_estimators=1).fit(X, X[:, 0] > 0)
+    y = X[:, 0].copy()
+    y[0] = -1000.0  # standardised about -14, below the lowest bucket border the prior's targets gave (-5.6)
+    with pytest.warns(OutOfDomainWarning, match=r"standardised y = -1\d\.\d+ is outside the training domain"):
+        priorfit.PFNRegressor(n_estimators=1).fit(X[:, [0, 2]], y)

@@ -52,12 +52,18 @@ def test_priorfit_eval_writes_a_report_for_the_checkpoint(calibrated_run, tmp_pa
 
 
 def test_priorfit_eval_names_what_it_cannot_evaluate(tmp_path):
+    from priorfit.checkpoint import export_checkpoint, load_task
+    from priorfit.errors import InvalidHyperparameterError
+
     with pytest.raises(CheckpointError, match="not found"):
         evaluate_checkpoint(str(tmp_path / "missing.ckpt"))
-    with pytest.raises(CheckpointError, match="PFNTask"):
-        evaluate_checkpoint("pfn-gp-1d")
+    old = load_task("pfn-gp-1d")  # as exported before models recorded their context sizes
+    old.hparams["domain"] = None
+    export_checkpoint(old, tmp_path / "old.safetensors")
+    with pytest.raises(InvalidHyperparameterError, match="records no num_context range"):
+        evaluate_checkpoint(str(tmp_path / "old.safetensors"))
     result = subprocess.run(
-        [sys.executable, "-m", "priorfit.evaluate", "ckpt_path=pfn-gp-1d"],
+        [sys.executable, "-m", "priorfit.evaluate", "ckpt_path=old.safetensors"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -65,3 +65,19 @@ def test_readme_sbi_example_runs_with_a_small_budget(tmp_path, monkeypatch):
     exec(compile(small, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["q"].sample((7,)).shape == (7, 2)
     assert (tmp_path / "two_moons.safetensors").is_file()
+
+
+def test_readme_card_and_check_example_runs():
+    from priorfit import AmortizedPosterior
+    from priorfit.priors.simulators import TwoMoons
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(block for block in blocks if "post.card" in block)
+    assert len(block.strip().splitlines()) == 3  # the card and the check in three lines
+    problem = TwoMoons()  # the SBI example's objects, trained briefly
+    post = AmortizedPosterior("gmm", max_epochs=2, logger=None, progress_bar=False)
+    post.fit(problem.prior, problem.simulate, num_simulations=500)
+    x_obs = problem.simulate(problem.prior.sample((1,)))
+    namespace: dict = {"post": post, "x_obs": x_obs}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert post.card.kind == "posterior"

@@ -222,6 +222,7 @@ class DistributionTransformer(nn.Module):
         self.register_buffer("tril_index", torch.tril_indices(theta_dim, theta_dim), persistent=False)
         self.likelihood = None
         self.domain = TrainingDomain()  # filled by the task from its prior (and the training data's sizes)
+        self.card = None  # the calibration card of the checkpoint it was loaded from (priorfit.card)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, map_location: str = "cpu") -> DistributionTransformer:

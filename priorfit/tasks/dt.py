@@ -73,6 +73,7 @@ class DTTask(pl.LightningModule):
         scale_range = getattr(self.prior, "scale_range", None)
         ranges = {"prior_sd": list(scale_range)} if scale_range else {}
         self.network.domain = TrainingDomain.from_dict({**ranges, **(domain or {})})
+        self.card = None  # its calibration card (priorfit.card), set when evaluated or loaded
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -120,6 +120,7 @@ class PFNTask(pl.LightningModule):
         borders = getattr(self.head, "borders", None)
         label_range = {"y_context": [float(borders[0]), float(borders[-1])]} if borders is not None else {}
         self.domain = TrainingDomain.from_dict({**label_range, **(domain or {})})
+        self.card = None  # its calibration card (priorfit.card), set when evaluated or loaded
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

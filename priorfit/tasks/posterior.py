@@ -109,6 +109,7 @@ class PosteriorTask(pl.LightningModule):
         self.register_buffer("check_pool", torch.empty(0))
         self.register_buffer("check_reference", torch.empty(0))
         self.domain = TrainingDomain.from_dict(domain)
+        self.card = None  # its calibration card (priorfit.card), set when evaluated or loaded
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         for name in REFERENCE_BUFFERS:  # take the stored sizes; checkpoints from before the check have none
@@ -255,6 +256,12 @@ class SimulationDataModule(pl.LightningDataModule):
         )
         self.batch_size = batch_size
         self.seed = seed
+
+    @property
+    def held_out(self) -> tuple[Tensor, Tensor]:
+        """θ and x of the validation split (never trained on)."""
+        rows = torch.as_tensor(self.val_set.indices)
+        return self.theta[rows], self.x[rows]
 
     @property
     def held_out_x(self) -> Tensor:
