@@ -12,6 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +39,7 @@ class TrainingDomain:
 
     ranges: dict[str, list] = field(default_factory=dict)
     strict: bool | None = None  # None: follow PRIORFIT_STRICT_DOMAIN
+    _converted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {name: list(bounds) for name, bounds in self.ranges.items()}
@@ -46,28 +48,85 @@ class TrainingDomain:
     def from_dict(cls, ranges: dict | None) -> TrainingDomain:
         return cls(dict(ranges or {}))
 
-    def check(self, quantity: str, values: Tensor | float, *, advice: str = "") -> None:
-        """Warn (or raise) when any of ``values`` (per feature along the last axis) leaves the trained range."""
-        if quantity not in self.ranges:
+    def check(self, quantity: str, values: Tensor | np.ndarray | float, *, advice: str = "") -> None:
+        """Warn (or raise) when any of ``values`` (per feature along the last axis) leaves the trained range.
+
+        Runs on every query, so a count or a small tensor (up to ``SMALL`` numbers) is checked in plain Python,
+        which costs microseconds where a torch or numpy reduction costs tens; NaN is never outside."""
+        stored = self.ranges.get(quantity)
+        if stored is None:
             return
-        low, high = (torch.as_tensor(bound, dtype=torch.float64) for bound in self.ranges[quantity])
-        values = torch.as_tensor(values, dtype=torch.float64)
+        per_feature = isinstance(stored[0], list)
+        if isinstance(values, (int, float)) and not per_feature:
+            if values < stored[0] or values > stored[1]:
+                self._warn(quantity, float(values), float(stored[0]), float(stored[1]), advice)
+            return
+        columns = _small_columns(values, per_feature, len(stored[0]) if per_feature else 1)
+        if columns is None:
+            self._check_array(quantity, values, advice)
+            return
+        lows, highs = (stored[0], stored[1]) if per_feature else ([stored[0]], [stored[1]])
+        for feature, (column, low, high) in enumerate(zip(columns, lows, highs)):
+            for value in column:
+                if value < low or value > high:
+                    where = f"{quantity}[{feature}]" if per_feature else quantity
+                    self._warn(where, float(value), float(low), float(high), advice)
+                    return
+
+    def _check_array(self, quantity: str, values, advice: str) -> None:
+        """:meth:`check` for large inputs, in numpy."""
+        low, high = self._bounds(quantity)
+        if isinstance(values, Tensor):
+            values = values.detach().cpu().numpy()
+        values = np.asarray(values, dtype=np.float64)
         outside = (values < low) | (values > high)
-        if not bool(outside.any()):
+        if not outside.any():
             return
-        if values.dim() and low.dim():  # per feature: name the first feature outside
-            feature = int(outside.reshape(-1, outside.shape[-1]).any(0).nonzero()[0])
-            value = values.reshape(-1, values.shape[-1])[:, feature]
-            value = float(value[(value < low[feature]) | (value > high[feature])][0])
+        if values.ndim and low.ndim:  # per feature: name the first feature outside
+            feature = int(np.flatnonzero(outside.reshape(-1, outside.shape[-1]).any(0))[0])
+            column = values.reshape(-1, values.shape[-1])[:, feature]
+            value = float(column[(column < low[feature]) | (column > high[feature])][0])
             where, low, high = f"{quantity}[{feature}]", float(low[feature]), float(high[feature])
         else:
             value = float(values.reshape(-1)[outside.reshape(-1)][0])
             where, low, high = quantity, float(low), float(high)
+        self._warn(where, value, low, high, advice)
+
+    def _warn(self, where: str, value: float, low: float, high: float, advice: str) -> None:
         message = (
             f"{where} = {value:g} is outside the training domain [{low:g}, {high:g}]: the answer is an "
             f"extrapolation the model was never trained for.{' ' + advice if advice else ''}"
         )
-        warn_out_of_domain(message, strict=self.strict, stacklevel=4)
+        warn_out_of_domain(message, strict=self.strict, stacklevel=5)
+
+    def _bounds(self, quantity: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(low, high) of ``quantity`` as float64 arrays, converted once per stored range (re-read when replaced)."""
+        stored = self.ranges.get(quantity)
+        if stored is None:
+            return None
+        cached = self._converted.get(quantity)
+        if cached is None or cached[0] is not stored:
+            low, high = (np.asarray(bound, dtype=np.float64) for bound in stored)
+            cached = self._converted[quantity] = (stored, low, high)
+        return cached[1], cached[2]
+
+
+SMALL = 256  # inputs up to this many numbers are checked in plain Python
+
+
+def _small_columns(values, per_feature: bool, width: int) -> list | None:
+    """The values of a small tensor as columns (one per feature; one column for scalar bounds), or None for anything
+    else (large, not a tensor, a width that does not match the bounds): the numpy path handles those."""
+    if not isinstance(values, Tensor) or values.numel() > SMALL:
+        return None
+    if not per_feature:
+        return [values.reshape(-1).tolist()]
+    if values.dim() == 0 or values.shape[-1] != width:
+        return None
+    rows = values.tolist() if values.dim() > 1 else [values.tolist()]
+    for _ in range(values.dim() - 2):
+        rows = [row for block in rows for row in block]
+    return list(zip(*rows)) if rows else [[] for _ in range(width)]
 
 
 def warn_out_of_domain(message: str, *, strict: bool | None = None, stacklevel: int = 3) -> None:
