@@ -195,10 +195,24 @@ def make_card(
         metrics={name: _plain(value) for name, value in metrics.items()},
         curve={name: [_plain(v) for v in values] for name, values in curve.items()},
         per_dimension={name: [_plain(v) for v in values] for name, values in per_dimension.items()},
-        domain=dict(task.hparams.get("domain") or {}),
+        domain=_full_domain(task),
         training=dict(training or {}),
         evaluation=settings,
     )
+
+
+def _full_domain(task) -> dict:
+    """Every range the model checks queries against (stored ones and those derived from its prior and head), plus
+    a PFN's feature and class limits."""
+    from priorfit.tasks.pfn import PFNTask
+
+    domain = getattr(task, "domain", None) or getattr(task.network, "domain", None)
+    ranges = domain.to_dict() if domain is not None else dict(task.hparams.get("domain") or {})
+    if isinstance(task, PFNTask):
+        ranges["num_features"] = [1, int(task.network.max_features)]
+        if task.hparams.objective == "classification":
+            ranges["num_classes"] = [2, int(task.hparams.num_classes)]
+    return ranges
 
 
 def _plain(value) -> float:

@@ -156,7 +156,10 @@ def test_the_distribution_transformer_warns_outside_its_prior_scales_and_observa
     wide = GMM(torch.ones(1), torch.zeros(1, 2), 1e4 * torch.eye(2).unsqueeze(0))  # variance 1e4: sd 100
     with pytest.warns(OutOfDomainWarning, match=r"prior_sd = 100 is outside the training domain \[0.1, 3\]"):
         dt.update(wide, x)
-    dt.domain.ranges["num_observations"] = [1, 20]  # what a checkpoint trained from now on records
+    far = GMM(torch.ones(1), torch.tensor([[0.0, 50.0]]), torch.eye(2).unsqueeze(0))  # means were N(0, 3²)
+    with pytest.warns(OutOfDomainWarning, match=r"prior_mean = 50 is outside the training domain \[-12, 12\]"):
+        dt.update(far, x)
+    assert dt.domain.ranges["num_observations"] == [1, 20]  # recorded in the re-exported bundled checkpoint
     with pytest.warns(OutOfDomainWarning, match=r"num_observations = 200 .*dt.filter"):
         dt.update(GMM(torch.ones(1), torch.zeros(1, 2), torch.eye(2).unsqueeze(0)), torch.zeros(200, 2))
 

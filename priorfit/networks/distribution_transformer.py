@@ -331,11 +331,13 @@ class DistributionTransformer(nn.Module):
             raise PriorfitValidationError(f"{means.shape[0]} priors but {x.shape[0]} data sets")
         return logits, means, tril, x, one_prior and one_data_set
 
-    def _check_domain(self, logits: Tensor, tril: Tensor, x: Tensor) -> None:
-        """Warn when a prior's component scales or the number of observations leave what training saw."""
-        component_sd = tril.norm(dim=-1)[torch.isfinite(logits)]  # rows of L: per-coordinate sd of a component
+    def _check_domain(self, logits: Tensor, means: Tensor, tril: Tensor, x: Tensor) -> None:
+        """Warn when a prior's component means or scales or the number of observations leave what training saw."""
+        real = torch.isfinite(logits)
+        component_sd = tril.norm(dim=-1)[real]  # rows of L: per-coordinate sd of a component
         advice = "Rescale θ (and the likelihood with it) so the prior's components fall inside, or retrain wider."
         self.domain.check("prior_sd", component_sd, advice=advice)
+        self.domain.check("prior_mean", means[real], advice=advice)
         if x.shape[1]:
             advice = "Split the observations into batches and filter (dt.filter), each batch a trained size."
             self.domain.check("num_observations", x.shape[1], advice=advice)
@@ -345,7 +347,7 @@ class DistributionTransformer(nn.Module):
         """The posterior GMM after observing ``x``: (n, Dx) for one prior, (B, n, Dx) for a batch of B priors or
         for one prior and B data sets (a posterior per data set)."""
         logits, means, tril, x, single = self._check(prior, x)
-        self._check_domain(logits, tril, x)
+        self._check_domain(logits, means, tril, x)
         if x.shape[1] == 0:  # no observations: the posterior is the prior, exactly
             one_prior_for_many = prior.component_distribution.loc.dim() == 2 and not single
             return GMM.from_logits(logits, means, tril) if one_prior_for_many else prior

@@ -70,8 +70,10 @@ class DTTask(pl.LightningModule):
         self.network: DistributionTransformer = build_network(
             network_config, trusted_targets=trusted_targets, **sizes
         ).bind_likelihood(likelihood)
-        scale_range = getattr(self.prior, "scale_range", None)
+        scale_range, mean_scale = getattr(self.prior, "scale_range", None), getattr(self.prior, "mean_scale", None)
         ranges = {"prior_sd": list(scale_range)} if scale_range else {}
+        if mean_scale:  # component means were N(0, mean_scale²) per coordinate: 4 sd hold all but 0.006 % of them
+            ranges["prior_mean"] = [-4 * mean_scale, 4 * mean_scale]
         self.network.domain = TrainingDomain.from_dict({**ranges, **(domain or {})})
         self.card = None  # its calibration card (priorfit.card), set when evaluated or loaded
 
