@@ -89,6 +89,8 @@ class LearningCurveExtrapolator:
         CURVE_DOMAIN.check("curve_change", _fitted_change(t_array, y_array), advice=DECREASING_ADVICE)
         self.t_ = torch.as_tensor(t_array, dtype=torch.float32, device=self.device)
         self.y_ = torch.as_tensor(y_array, dtype=torch.float32, device=self.device)
+        # the observed epochs through every layer once: each prediction then runs only the future epochs
+        self.context_cache_ = self.model_.network.encode_context((self.t_ / self.num_epochs_).unsqueeze(-1), self.y_)
         return self
 
     def _check_epochs(self, t, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -121,10 +123,8 @@ class LearningCurveExtrapolator:
 
             raise NotFittedError("this LearningCurveExtrapolator is not fitted yet; call fit(t, y) first")
         future = torch.as_tensor(self._check_epochs(t_future, "t_future"), dtype=torch.float32, device=self.device)
-        batch = self.y_.shape[0]
-        x_context = (self.t_ / self.num_epochs_).unsqueeze(-1)
-        x_query = (future / self.num_epochs_).expand(batch, -1).unsqueeze(-1)
-        return self.model_(x_context, self.y_, x_query)
+        x_query = (future / self.num_epochs_).expand(self.y_.shape[0], -1).unsqueeze(-1)
+        return self.model_.network.forward_cached(self.context_cache_, x_query)
 
     def _output(self, values: Tensor) -> np.ndarray:
         array = values.detach().cpu().double().numpy()

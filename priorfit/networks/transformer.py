@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from priorfit.errors import PriorfitValidationError
 
-__all__ = ["PFNTransformer", "ContextAttentionLayer"]
+__all__ = ["PFNTransformer", "ContextAttentionLayer", "ContextCache"]
+
+
+QUERY_BLOCK = 64  # queries answered from a ContextCache run in whole blocks of this many rows
+
+
+@dataclass
+class ContextCache:
+    """A context encoded by :meth:`PFNTransformer.encode_context`: per layer, the keys and values
+    (B, heads, n, d_head) every query attends to; ``batch`` and ``width`` are the context's B and Dx."""
+
+    keys_values: list[tuple[Tensor, Tensor]]
+    num_features: Tensor | None
+    batch: int
+    width: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.keys_values)
 
 
 class ContextAttentionLayer(nn.Module):
@@ -32,12 +52,27 @@ class ContextAttentionLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
 
     def forward(self, tokens: Tensor, num_context: int) -> Tensor:
-        batch, length, width = tokens.shape
-        heads = self.n_heads
         normed = self.norm_attn(tokens)
-        q = self.to_q(normed).view(batch, length, heads, -1).transpose(1, 2)
-        k, v = self.to_kv(normed[:, :num_context]).view(batch, num_context, 2, heads, -1).unbind(2)
-        attended = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2))
+        keys, values = self._keys_values(normed[:, :num_context])
+        return self._attend(tokens, normed, keys, values)
+
+    def context_keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """The keys and values (B, heads, n, d_head) of context tokens (B, n, d_model): what every token attends to."""
+        return self._keys_values(self.norm_attn(context))
+
+    def attend(self, tokens: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """The layer's output for ``tokens`` (B, m, d_model) attending to given context keys and values."""
+        return self._attend(tokens, self.norm_attn(tokens), keys, values)
+
+    def _keys_values(self, normed_context: Tensor) -> tuple[Tensor, Tensor]:
+        batch, num_context, _ = normed_context.shape
+        keys, values = self.to_kv(normed_context).view(batch, num_context, 2, self.n_heads, -1).unbind(2)
+        return keys.transpose(1, 2), values.transpose(1, 2)
+
+    def _attend(self, tokens: Tensor, normed: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        batch, length, width = tokens.shape
+        q = self.to_q(normed).view(batch, length, self.n_heads, -1).transpose(1, 2)
+        attended = F.scaled_dot_product_attention(q, keys, values)
         tokens = tokens + self.out(attended.transpose(1, 2).reshape(batch, length, width))
         return tokens + self.ff(self.norm_ff(tokens))
 
@@ -103,6 +138,45 @@ class PFNTransformer(nn.Module):
         for layer in self.layers:
             tokens = layer(tokens, num_context)
         return self.decoder(self.final_norm(tokens[:, num_context:]))
+
+    @torch.no_grad()
+    def encode_context(
+        self, x_context: Tensor, y_context: Tensor, num_features: Tensor | None = None
+    ) -> ContextCache:
+        """Run the context through every layer once and keep each layer's keys and values: the context of
+        ``forward`` never depends on the queries, so any number of query batches can then be answered with
+        :meth:`forward_cached` at O(m·n) per layer, without recomputing the context (inference only)."""
+        x_context, y_context, _ = self.check_inputs(x_context, y_context, x_context[:, :0])
+        tokens = self.x_encoder(self._pad(x_context, num_features)) + self.y_encoder(y_context)
+        keys_values = []
+        for layer in self.layers:
+            keys, values = layer.context_keys_values(tokens)
+            keys_values.append((keys, values))
+            tokens = layer.attend(tokens, keys, values)
+        return ContextCache(keys_values, num_features, x_context.shape[0], x_context.shape[-1])
+
+    @torch.no_grad()
+    def forward_cached(self, cache: ContextCache, x_query: Tensor) -> Tensor:
+        """Per-query outputs (B, m, num_outputs) for x_query (B, m, Dx) given an encoded context; equal to
+        ``forward`` with that context (up to float rounding)."""
+        if not isinstance(x_query, Tensor) or x_query.dim() != 3 or x_query.shape[::2] != (cache.batch, cache.width):
+            shape = tuple(x_query.shape) if isinstance(x_query, Tensor) else type(x_query).__name__
+            raise PriorfitValidationError(
+                f"x_query must be ({cache.batch}, m, {cache.width}) for this encoded context, got {shape}"
+            )
+        if not bool(torch.isfinite(x_query).all()):
+            raise PriorfitValidationError("x_query contains NaN or infinite values")
+        num_queries = x_query.shape[1]
+        # matrix kernels round a row differently depending on how many rows share the call (the tails of their
+        # blocks); whole blocks of QUERY_BLOCK rows remove most of that, so a query's answer moves by a few float32
+        # ulps at most with the other queries it came with (scikit-learn checks predictions on subsets at 1e-7)
+        padding = -num_queries % QUERY_BLOCK
+        if padding and num_queries:
+            x_query = torch.cat([x_query, x_query[:, -1:].expand(-1, padding, -1)], dim=1)
+        tokens = self.x_encoder(self._pad(x_query, cache.num_features))
+        for layer, (keys, values) in zip(self.layers, cache.keys_values):
+            tokens = layer.attend(tokens, keys, values)
+        return self.decoder(self.final_norm(tokens[:, :num_queries]))
 
     def check_inputs(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Shapes, feature count and finiteness, with errors that name the problem."""

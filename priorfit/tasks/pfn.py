@@ -15,12 +15,12 @@ from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.modes import evaluating
-from priorfit.networks.transformer import PFNTransformer
+from priorfit.networks.transformer import ContextCache, PFNTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build, check_config, check_size
 from priorfit.tasks.common import adamw_warmup_cosine, build_network, check_optimizer_settings, plain_config, probe
 
-__all__ = ["PFNTask"]
+__all__ = ["PFNTask", "ConditionedPredictive"]
 
 
 class PFNTask(pl.LightningModule):
@@ -140,7 +140,21 @@ class PFNTask(pl.LightningModule):
     def predictive(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> torch.distributions.Distribution:
         """The posterior predictive at x_query as a Distribution with batch shape (B, m). Context labels beyond the
         bar distribution's borders (the y range of the prior's draws) and, where the checkpoint records it, a
-        context size outside the trained range are outside the training domain: a warning."""
+        context size outside the trained range are outside the training domain: a warning. To ask many query
+        batches about one context, :meth:`condition` on it once."""
+        self._check_context(x_context, y_context)
+        with evaluating(self):
+            return self.head(self.network(x_context, y_context, x_query))
+
+    @torch.no_grad()
+    def condition(self, x_context: Tensor, y_context: Tensor) -> ConditionedPredictive:
+        """Encode a context once (every layer's keys and values); ``.predictive(x_query)`` of the result then
+        answers any number of query batches about it without running the context again (same answers)."""
+        self._check_context(x_context, y_context)
+        with evaluating(self):
+            return ConditionedPredictive(self, self.network.encode_context(x_context, y_context))
+
+    def _check_context(self, x_context: Tensor, y_context: Tensor) -> None:
         if isinstance(y_context, Tensor):
             self.domain.check(
                 "y_context", y_context, advice="Rescale y to the prior's range, or train on a wider prior."
@@ -148,8 +162,6 @@ class PFNTask(pl.LightningModule):
         if isinstance(x_context, Tensor) and x_context.dim() == 3:
             advice = "Give a context size the model was trained on (data.min_context..max_context), or retrain."
             self.domain.check("num_context", x_context.shape[1], advice=advice)
-        with evaluating(self):
-            return self.head(self.network(x_context, y_context, x_query))
 
     def _split(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n = int(batch.meta["num_context"])
@@ -189,6 +201,20 @@ class PFNTask(pl.LightningModule):
             min_lr_ratio=hp.min_lr_ratio,
             betas=hp.betas,
         )
+
+
+class ConditionedPredictive:
+    """A PFN's predictive given one encoded context (:meth:`PFNTask.condition`): ``predictive(x_query)``."""
+
+    def __init__(self, task: PFNTask, cache: ContextCache) -> None:
+        self.task = task
+        self.cache = cache
+
+    @torch.no_grad()
+    def predictive(self, x_query: Tensor) -> torch.distributions.Distribution:
+        """The posterior predictive at x_query (B, m, Dx) as a Distribution with batch shape (B, m)."""
+        with evaluating(self.task):
+            return self.task.head(self.task.network.forward_cached(self.cache, x_query))
 
 
 def _sized_to(network: dict, prior) -> dict:
