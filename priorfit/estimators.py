@@ -208,7 +208,7 @@ class _TabularPFN(BaseEstimator):
         for start in range(0, x_query.shape[1], chunk):
             part = x_query[:, start : start + chunk]
             if self.context_cache_ is not None:
-                yield self.model_.network.forward_cached(self.context_cache_, part)
+                yield self.model_.network.forward_cached(self.context_cache_, part, row_block=QUERY_BLOCK)
             else:
                 yield self.model_(self.context_x_, self.context_y_, part)
 

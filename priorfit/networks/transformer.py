@@ -13,7 +13,16 @@ from priorfit.errors import PriorfitValidationError
 __all__ = ["PFNTransformer", "ContextAttentionLayer", "ContextCache"]
 
 
-QUERY_BLOCK = 64  # queries answered from a ContextCache run in whole blocks of this many rows
+QUERY_BLOCK = 8  # row_block of forward_cached that makes answers independent of the other queries (estimators)
+ATTENTION_ROWS = 1024  # tokens attending to a cached context at once: bounds the attention's memory for any n
+
+
+def _attend_in_blocks(layer: ContextAttentionLayer, tokens: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+    """``layer.attend`` for tokens (B, m, d) in blocks of ATTENTION_ROWS rows (each row attends independently, so
+    the blocks give the same answer as one call, in memory that does not grow with m)."""
+    if tokens.shape[1] <= ATTENTION_ROWS:
+        return layer.attend(tokens, keys, values)
+    return torch.cat([layer.attend(block, keys, values) for block in tokens.split(ATTENTION_ROWS, dim=1)], dim=1)
 
 
 @dataclass
@@ -140,9 +149,7 @@ class PFNTransformer(nn.Module):
         return self.decoder(self.final_norm(tokens[:, num_context:]))
 
     @torch.no_grad()
-    def encode_context(
-        self, x_context: Tensor, y_context: Tensor, num_features: Tensor | None = None
-    ) -> ContextCache:
+    def encode_context(self, x_context: Tensor, y_context: Tensor, num_features: Tensor | None = None) -> ContextCache:
         """Run the context through every layer once and keep each layer's keys and values: the context of
         ``forward`` never depends on the queries, so any number of query batches can then be answered with
         :meth:`forward_cached` at O(m·n) per layer, without recomputing the context (inference only)."""
@@ -152,13 +159,16 @@ class PFNTransformer(nn.Module):
         for layer in self.layers:
             keys, values = layer.context_keys_values(tokens)
             keys_values.append((keys, values))
-            tokens = layer.attend(tokens, keys, values)
+            tokens = _attend_in_blocks(layer, tokens, keys, values)
         return ContextCache(keys_values, num_features, x_context.shape[0], x_context.shape[-1])
 
     @torch.no_grad()
-    def forward_cached(self, cache: ContextCache, x_query: Tensor) -> Tensor:
+    def forward_cached(self, cache: ContextCache, x_query: Tensor, *, row_block: int = 1) -> Tensor:
         """Per-query outputs (B, m, num_outputs) for x_query (B, m, Dx) given an encoded context; equal to
-        ``forward`` with that context (up to float rounding)."""
+        ``forward`` with that context (up to float rounding).
+
+        ``row_block``: run the queries in whole blocks of this many rows (``QUERY_BLOCK`` makes a query's answer
+        independent, to a float32 ulp or two, of the other queries it comes with; 1: no padding)."""
         if not isinstance(x_query, Tensor) or x_query.dim() != 3 or x_query.shape[::2] != (cache.batch, cache.width):
             shape = tuple(x_query.shape) if isinstance(x_query, Tensor) else type(x_query).__name__
             raise PriorfitValidationError(
@@ -168,14 +178,13 @@ class PFNTransformer(nn.Module):
             raise PriorfitValidationError("x_query contains NaN or infinite values")
         num_queries = x_query.shape[1]
         # matrix kernels round a row differently depending on how many rows share the call (the tails of their
-        # blocks); whole blocks of QUERY_BLOCK rows remove most of that, so a query's answer moves by a few float32
-        # ulps at most with the other queries it came with (scikit-learn checks predictions on subsets at 1e-7)
-        padding = -num_queries % QUERY_BLOCK
+        # blocks); whole blocks of rows remove most of that (scikit-learn checks predictions on subsets at 1e-7)
+        padding = -num_queries % row_block
         if padding and num_queries:
             x_query = torch.cat([x_query, x_query[:, -1:].expand(-1, padding, -1)], dim=1)
         tokens = self.x_encoder(self._pad(x_query, cache.num_features))
         for layer, (keys, values) in zip(self.layers, cache.keys_values):
-            tokens = layer.attend(tokens, keys, values)
+            tokens = _attend_in_blocks(layer, tokens, keys, values)
         return self.decoder(self.final_norm(tokens[:, :num_queries]))
 
     def check_inputs(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -142,9 +142,9 @@ class PFNTask(pl.LightningModule):
         bar distribution's borders (the y range of the prior's draws) and, where the checkpoint records it, a
         context size outside the trained range are outside the training domain: a warning. To ask many query
         batches about one context, :meth:`condition` on it once."""
-        self._check_context(x_context, y_context)
-        with evaluating(self):
-            return self.head(self.network(x_context, y_context, x_query))
+        self.network.check_inputs(x_context, y_context, x_query)  # errors that name x_query's mismatch too
+        # through the context cache: the attention runs in row blocks, so memory stays bounded for any context
+        return self.condition(x_context, y_context).predictive(x_query)
 
     @torch.no_grad()
     def condition(self, x_context: Tensor, y_context: Tensor) -> ConditionedPredictive:
