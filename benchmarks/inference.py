@@ -166,8 +166,9 @@ def plot(report: dict, path: Path) -> None:
             values = [tab["models"][n][version]["seconds"] for n in names]
             left.bar([i + offset for i in range(len(names))], values, width=0.4, label=version)
         left.set_xticks(range(len(names)), [f"{n}\n{tab['models'][n]['queries']:,} queries" for n in names])
-        left.set(ylabel="seconds", title="1,000-row table, 8 members")
-        left.legend()
+        top = max(tab["models"][n][v]["seconds"] for n in names for v in ("before", "now"))
+        left.set(ylabel="seconds to predict", title="1,000-row table, 8 members", ylim=(0, 1.25 * top))
+        left.legend(loc="upper right")
     gp_rows = report.get("gp", {}).get("contexts", {})
     if gp_rows:
         contexts = list(gp_rows)
@@ -180,8 +181,9 @@ def plot(report: dict, path: Path) -> None:
             values = [gp_rows[c][key]["peak_mb"] for c in contexts]
             right.bar([i + offset for i in range(len(contexts))], values, width=0.27, label=label)
         right.set_xticks(range(len(contexts)), [f"{int(c):,} context" for c in contexts])
-        right.set(ylabel="peak memory of the process (MB)", title="pfn-gp-1d, 1,000 queries")
-        right.legend(fontsize="small")
+        top = max(gp_rows[c][key]["peak_mb"] for c in contexts for key, _ in cases)
+        right.set(ylabel="peak memory of the process (MB)", title="pfn-gp-1d, 1,000 queries", ylim=(0, 1.45 * top))
+        right.legend(fontsize="small", loc="upper left")
     fig.tight_layout()
     fig.savefig(path.with_suffix(".png.partial"), dpi=110, format="png")
     path.with_suffix(".png.partial").replace(path)
@@ -192,7 +194,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=100_000)
     parser.add_argument("--sections", nargs="+", default=["tabular", "gp", "curves"])
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the JSON")
     args = parser.parse_args()
+    stem = "inference" if args.queries == 100_000 else f"inference_{args.queries}"
+    if args.plot_only:
+        plot(json.loads((RESULTS / f"{stem}.json").read_text()), RESULTS / f"{stem}.png")
+        return
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "threads": 2,
@@ -212,7 +219,6 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
     report["load_average_end"] = list(os.getloadavg())
-    stem = "inference" if args.queries == 100_000 else f"inference_{args.queries}"
     write_json(report, RESULTS / f"{stem}.json")
     plot(report, RESULTS / f"{stem}.png")
 

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,10 @@ def _check_trainer_settings(trainer: DictConfig) -> None:
         check_float(interval, "trainer.val_check_interval", minimum=0, maximum=1, open_minimum=True)
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Train one experiment. Returns (final metrics, {"task", "datamodule", "trainer", ...})."""
+def train(cfg: DictConfig, *, callbacks: Sequence[pl.Callback] = ()) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train one experiment. Returns (final metrics, {"task", "datamodule", "trainer", ...}).
+
+    ``callbacks``: Lightning callbacks to add to the ones the config names (e.g. a throughput meter)."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -99,10 +102,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         load_weights(task, cfg.init_from)
 
     logger = instantiate(cfg.logger) if _enabled(cfg.get("logger")) else False
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if _enabled(c)]
+    configured = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if _enabled(c)]
     on_sigterm = CheckpointOnSigterm(output_dir / "checkpoints")
     trainer: pl.Trainer = _instantiate(
-        cfg.trainer, logger=logger, callbacks=[*callbacks, on_sigterm], plugins=[AtomicCheckpointIO()]
+        cfg.trainer, logger=logger, callbacks=[*configured, *callbacks, on_sigterm], plugins=[AtomicCheckpointIO()]
     )
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
