@@ -18,6 +18,7 @@ samples at n = 10 are reported.
     python benchmarks/sbi_tasks.py                 # writes benchmarks/results/sbi_tasks.{json,png}
     python benchmarks/sbi_tasks.py --section iid   # writes benchmarks/results/sbi_iid.{json,png}
     python benchmarks/sbi_tasks.py --section latency   # sampling time alone (results/sbi_latency.json)
+    python benchmarks/sbi_tasks.py --section sampling  # autoregressive vs coupling flows vs sbi (sbi_sampling.json)
     python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 import warnings
@@ -305,16 +307,80 @@ def plot_iid(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, rounds: int = 3) -> dict:
+    """Autoregressive vs coupling flows vs sbi's NPE (nsf) on the same simulations: C2ST, and the time of 10,000
+    samples and of 10,000 log-densities for one observation, the three timed in alternating rounds."""
+    results: dict = {}
+    for task_name in ("gaussian_linear", "two_moons"):
+        problem = get_problem(task_name, **TASKS[task_name])
+        obs = observations(problem, num_obs, seed=1000)
+        references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+        torch.manual_seed(budget)
+        theta = problem.prior.sample((budget,))
+        x = problem.simulate(theta)
+        samplers, densities, cell = {}, {}, {}
+        for method, passes in (("flow_autoregressive", None), ("flow_coupling", 2), ("sbi_npe_nsf", None)):
+            start = time.perf_counter()
+            if method == "sbi_npe_nsf":
+                posterior, _ = train_sbi(theta, x, problem.prior, max_epochs)
+                samplers[method] = lambda x_o, n, p=posterior: p.sample((n,), x=x_o, show_progress_bars=False)
+                densities[method] = lambda th, x_o, p=posterior: p.log_prob(th, x=x_o)
+            else:
+                network = {} if passes is None else {"passes": passes}
+                post = AmortizedPosterior("flow", network=network, max_epochs=max_epochs, progress_bar=False)
+                post.fit_simulations(theta, x.unsqueeze(1), prior=problem.prior)
+                samplers[method] = lambda x_o, n, p=post: p.sample(x_o, n)
+                densities[method] = lambda th, x_o, p=post: p.log_prob(th, x_o)
+            train_s = time.perf_counter() - start
+            scores = [float(c2st(samplers[method](x_o, num_samples), ref)) for x_o, ref in zip(obs, references)]
+            cell[method] = {"c2st_mean": float(np.mean(scores)), "c2st": scores, "train_seconds": train_s}
+            print(f"{task_name} {method:20s} C2ST {np.mean(scores):.3f} train {train_s:.0f} s", flush=True)
+        theta_eval = problem.prior.sample((10_000,))
+        times = {method: {"sample": [], "log_prob": []} for method in samplers}
+        for index in range(rounds):
+            order = list(samplers) if index % 2 == 0 else list(reversed(samplers))
+            for method in order:
+                start = time.perf_counter()
+                samplers[method](obs[0], 10_000)
+                times[method]["sample"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                densities[method](theta_eval, obs[0])
+                times[method]["log_prob"].append(time.perf_counter() - start)
+        for method, measured in times.items():
+            cell[method]["sample_10k_seconds"] = float(np.median(measured["sample"]))
+            cell[method]["log_prob_10k_seconds"] = float(np.median(measured["log_prob"]))
+            print(task_name, method, cell[method]["sample_10k_seconds"], cell[method]["log_prob_10k_seconds"])
+        sbi_time = cell["sbi_npe_nsf"]["sample_10k_seconds"]
+        for method in ("flow_autoregressive", "flow_coupling"):
+            cell[method]["sample_time_vs_sbi"] = cell[method]["sample_10k_seconds"] / sbi_time
+        results[task_name] = cell
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=("tasks", "iid", "latency"), default="tasks")
+    parser.add_argument("--section", choices=("tasks", "iid", "latency", "sampling"), default="tasks")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
     parser.add_argument("--counts", type=int, nargs="+", help=f"iid: numbers of observations (default {IID_COUNTS})")
     args = parser.parse_args()
+    torch.set_num_threads(2)  # both tools on the same two threads
     warnings.filterwarnings("ignore")
     out = args.out or RESULTS / f"sbi_{args.section}.json"
+    if args.section == "sampling":
+        settings = {"budget": 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
+        if args.quick:
+            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
+        report = {
+            "settings": settings,
+            "torch_threads": torch.get_num_threads(),
+            "load_average_start": list(os.getloadavg()),
+            **run_sampling(**settings),
+        }
+        report["load_average_end"] = list(os.getloadavg())
+        write_json(report, out)
+        return
     if args.section == "latency":
         settings = {"budget": 10_000, "dim": 10, "max_epochs": 1000}
         if args.quick:

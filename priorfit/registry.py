@@ -64,6 +64,7 @@ SIZE_LIMITS: dict[str, tuple[int, int]] = {
     "decoder_hidden": (1, 65536),
     "hidden": (1, 65536),
     "transforms": (1, 64),
+    "passes": (1, 1024),
     "bins": (1, 1024),
     "components": (1, 1024),
     "group_size": (1, 100_000),

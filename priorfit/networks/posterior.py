@@ -24,6 +24,7 @@ from torch.distributions import (
 )
 
 from priorfit._validation import check_observation_sets
+from priorfit.errors import InvalidHyperparameterError
 from priorfit.gmm import lower_triangular
 
 __all__ = ["SetEncoder", "PosteriorNetwork", "FlowPosterior", "GMMPosterior", "Standardizer"]
@@ -148,7 +149,13 @@ class PosteriorNetwork(nn.Module):
 
 
 class FlowPosterior(PosteriorNetwork):
-    """Set encoder + zuko neural spline flow (``transforms`` coupling layers, ``hidden`` MLP widths)."""
+    """Set encoder + zuko neural spline flow (``transforms`` spline transforms, ``hidden`` MLP widths).
+
+    ``passes``: network passes to invert one transform, i.e. to draw a sample. None: fully autoregressive (one pass
+    per θ dimension; the most flexible per transform, and the slowest to sample in many dimensions); 2: coupling
+    (half of θ conditions the other half, as sbi's ``nsf`` does; two passes whatever the dimension, about 5× faster
+    sampling in 10-D). ``log_prob`` is one pass either way.
+    """
 
     estimator = "flow"  # the AmortizedPosterior estimator name of this family
 
@@ -161,10 +168,19 @@ class FlowPosterior(PosteriorNetwork):
         transforms: int = 8,
         hidden: tuple[int, ...] = (128, 128),
         bins: int = 10,
+        passes: int | None = None,
     ) -> None:
         super().__init__(theta_dim, x_dim, encoder)
+        if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int) or passes < 1):
+            raise InvalidHyperparameterError(f"passes must be None (autoregressive) or an integer >= 1, got {passes!r}")
+        coupling = {} if passes is None else {"passes": passes}
         self.flow = zuko.flows.NSF(
-            theta_dim, context=self.embed_dim, bins=bins, transforms=transforms, hidden_features=tuple(hidden)
+            theta_dim,
+            context=self.embed_dim,
+            bins=bins,
+            transforms=transforms,
+            hidden_features=tuple(hidden),
+            **coupling,
         )
 
     def head(self, context: Tensor) -> Distribution:

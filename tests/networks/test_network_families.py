@@ -137,3 +137,25 @@ def test_a_new_posterior_family_needs_one_module_and_one_registry_line(monkeypat
         priorfit.load(tmp_path / "mlp.safetensors")  # off the list again: refused, never imported
     trusted = priorfit.load(tmp_path / "mlp.safetensors", trusted_targets={"tests.networks.tiny_family.MLPPosterior"})
     assert trusted.estimator == "mlp" and trusted.sample(x_obs, 5).shape == (5, 2)  # a user's own family, named
+
+
+def test_a_coupling_flow_samples_and_keeps_an_exact_density(tmp_path):
+    """``network={"passes": 2}``: coupling transforms (sampling in two passes per transform), saved and reloaded."""
+    import priorfit
+    from priorfit import AmortizedPosterior
+    from priorfit.errors import InvalidHyperparameterError
+    from priorfit.networks.posterior import FlowPosterior
+    from priorfit.priors.simulators import GaussianLinear
+
+    problem = GaussianLinear(dim=3)
+    post = AmortizedPosterior("flow", network={"passes": 2}, max_epochs=2, progress_bar=False)
+    post.fit(problem.prior, problem.simulate, num_simulations=300)
+    x_obs = problem.simulate(problem.prior.sample((1,)))
+    samples = post.sample(x_obs, 50)
+    assert samples.shape == (50, 3) and torch.isfinite(post.log_prob(samples, x_obs)).all()
+    post.save(tmp_path / "coupling.safetensors")
+    loaded = priorfit.load(tmp_path / "coupling.safetensors")
+    assert loaded.task_.hparams["network"]["passes"] == 2
+    assert torch.allclose(loaded.log_prob(samples, x_obs), post.log_prob(samples, x_obs), atol=1e-5)
+    with pytest.raises(InvalidHyperparameterError, match="passes must be None"):
+        FlowPosterior(2, 2, passes=0)
