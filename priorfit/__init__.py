@@ -11,6 +11,9 @@ from typing import Any
 from priorfit.errors import (
     CheckpointError,
     InvalidHyperparameterError,
+    OutOfDomainError,
+    OutOfDomainWarning,
+    PretrainingLimitError,
     PriorfitError,
     PriorfitValidationError,
 )
@@ -32,6 +35,9 @@ __all__ = [
     "PriorfitValidationError",
     "InvalidHyperparameterError",
     "CheckpointError",
+    "PretrainingLimitError",
+    "OutOfDomainWarning",
+    "OutOfDomainError",
 ]
 
 _LAZY = {

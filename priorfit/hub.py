@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import os
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             print(f"{name}: {resolve_checkpoint(name)}")
     except CheckpointError as error:
-        print(f"error: {error}")
+        print(f"priorfit-download: error: {error} Run priorfit-download --list for the names.", file=sys.stderr)
         return 1
     return 0
 

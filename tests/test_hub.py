@@ -163,6 +163,21 @@ def test_cli_lists_checkpoints(capsys):
     assert "pfn-gp-1d" in capsys.readouterr().out
 
 
+def test_cli_points_an_unknown_name_at_the_list(capsys):
+    assert main(["pfn-gp-2d"]) == 1
+    error = capsys.readouterr().err
+    assert "unknown checkpoint name 'pfn-gp-2d'" in error and "Did you mean 'pfn-gp-1d'" in error
+    assert "priorfit-download --list" in error
+
+
+def test_the_errors_users_catch_are_importable_from_the_package():
+    import priorfit
+    from priorfit.errors import OutOfDomainWarning, PretrainingLimitError
+
+    assert priorfit.PretrainingLimitError is PretrainingLimitError
+    assert priorfit.OutOfDomainWarning is OutOfDomainWarning and issubclass(OutOfDomainWarning, UserWarning)
+
+
 def test_a_file_named_like_a_registered_checkpoint_does_not_shadow_it(server, cache, tmp_path, monkeypatch):
     reg = registry(server)
     monkeypatch.chdir(tmp_path)
