@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 
 from priorfit.card import make_card
 from priorfit.checkpoint import export_checkpoint, load_task
@@ -154,9 +154,7 @@ def plot(cards: dict, path: Path) -> None:
         ax.yaxis.label.set_fontsize("small")
     fig.suptitle("Calibration cards of the bundled checkpoints (held-out prior draws)")
     fig.tight_layout()
-    fig.savefig(path.with_suffix(".png.partial"), dpi=100, format="png")
-    path.with_suffix(".png.partial").replace(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from unittest import mock
 
 import numpy as np
 import torch
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 
 import priorfit
 from priorfit.domain import TrainingDomain
@@ -150,9 +150,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set(ylabel="extra time with the check (%)", title="Cost of the training-domain check per query")
     ax.legend(fontsize="small", loc="upper right")
     fig.tight_layout()
-    fig.savefig(path.with_suffix(".png.partial"), dpi=110, format="png")
-    path.with_suffix(".png.partial").replace(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

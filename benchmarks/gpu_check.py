@@ -33,32 +33,30 @@ RESULTS = ROOT / "benchmarks" / "results"
 NO_GPU_STATUS = 3
 
 
-class Throughput:
-    """Datasets per second after ``warmup`` steps, measured between Lightning batch-end hooks."""
+def throughput_meter(warmup: int = 20):
+    """A Lightning callback recording the time and step after ``warmup`` steps and at the end of training;
+    ``meter.datasets_per_second(batch_size)`` reads the throughput off them."""
+    import pytorch_lightning as pl
 
-    def __init__(self, warmup: int = 20) -> None:
-        import pytorch_lightning as pl
+    class Throughput(pl.Callback):
+        start = end = None
+        start_step = end_step = 0
 
-        outer = self
-
-        class Callback(pl.Callback):
-            def on_train_batch_end(self, trainer, module, outputs, batch, index) -> None:
-                if trainer.global_step == warmup:
-                    torch.cuda.synchronize()
-                    outer.start, outer.start_step = time.perf_counter(), trainer.global_step
-
-            def on_train_end(self, trainer, module) -> None:
+        def on_train_batch_end(self, trainer, module, outputs, batch, index) -> None:
+            if trainer.global_step == warmup:
                 torch.cuda.synchronize()
-                outer.end, outer.end_step = time.perf_counter(), trainer.global_step
+                self.start, self.start_step = time.perf_counter(), trainer.global_step
 
-        self.callback = Callback()
-        self.start = self.end = None
-        self.start_step = self.end_step = 0
+        def on_train_end(self, trainer, module) -> None:
+            torch.cuda.synchronize()
+            self.end, self.end_step = time.perf_counter(), trainer.global_step
 
-    def datasets_per_second(self, batch_size: int) -> float | None:
-        if self.start is None or self.end is None or self.end_step <= self.start_step:
-            return None
-        return (self.end_step - self.start_step) * batch_size / (self.end - self.start)
+        def datasets_per_second(self, batch_size: int) -> float | None:
+            if self.start is None or self.end is None or self.end_step <= self.start_step:
+                return None
+            return (self.end_step - self.start_step) * batch_size / (self.end - self.start)
+
+    return Throughput()
 
 
 def train_throughput(steps: int, output: Path) -> dict:
@@ -79,9 +77,9 @@ def train_throughput(steps: int, output: Path) -> dict:
                 f"paths.output_dir={output}",
             ],
         )
-    meter = Throughput()
+    meter = throughput_meter()
     start = time.perf_counter()
-    metrics, _ = train(cfg, callbacks=[meter.callback])
+    metrics, _ = train(cfg, callbacks=[meter])
     return {
         "steps": steps,
         "batch_size": int(cfg.data.batch_size),

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -185,9 +185,7 @@ def plot(report: dict, path: Path) -> None:
         right.set(ylabel="peak memory of the process (MB)", title="pfn-gp-1d, 1,000 queries", ylim=(0, 1.45 * top))
         right.legend(fontsize="small", loc="upper left")
     fig.tight_layout()
-    fig.savefig(path.with_suffix(".png.partial"), dpi=110, format="png")
-    path.with_suffix(".png.partial").replace(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ What each kind of model reports:
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 import time
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from priorfit.errors import CheckpointError, InvalidHyperparameterError
 from priorfit.networks.modes import evaluating
+from priorfit.networks.sampling import posterior_samples
 
 __all__ = ["CalibrationCard", "make_card", "card_from_metadata", "CARD_KEY"]
 
@@ -121,8 +123,6 @@ class CalibrationCard:
 
 def card_from_metadata(metadata: dict | None) -> CalibrationCard | None:
     """The card stored in a safetensors header's metadata, or None when the file has none."""
-    import json
-
     text = (metadata or {}).get(CARD_KEY)
     if text is None:
         return None
@@ -152,7 +152,7 @@ def make_card(
             draws them from the task's prior (PFNs and the Distribution Transformer always do).
         training: how long it trained, stored as given (e.g. ``{"steps": 6000, "wall_seconds": 900}``).
         num_datasets: held-out data sets (default: 200 amortized posteriors, 800 Distribution Transformer and 256
-            PFN data sets; a 200-set TARP curve still wanders by about ±0.05).
+            PFN data sets: a TARP curve of 200 data sets is still noisy).
         num_points: points per PFN data set (context + queries); default: the largest trained context + 20.
         num_samples: posterior samples per data set (TARP, SBC).
         seed: seeds the held-out draws; a card is recomputed exactly from its ``evaluation`` settings.
@@ -173,7 +173,7 @@ def make_card(
             else:
                 theta, x = (values[: num_datasets or 200] for values in held_out)
             settings.update(num_datasets=len(theta), num_samples=num_samples)
-            samples = _posterior_draws(task.network, x.to(task.device), num_samples)
+            samples = posterior_samples(task.network, x.to(task.device), num_samples).cpu()
             kind, metrics, curve, per_dimension = _posterior_card(samples, theta.cpu(), seed)
             source = "prior draws" if held_out is None else "validation simulations"
         elif isinstance(task, DTTask):
@@ -233,12 +233,6 @@ def _context_range(domain: dict | None, name: str) -> tuple[int, int]:
 def _spread(low: int, high: int, count: int) -> list[int]:
     """``count`` sizes spread evenly over [low, high] (as the validation sets are)."""
     return [round(low + (high - low) * i / max(count - 1, 1)) for i in range(count)]
-
-
-def _posterior_draws(network, x: Tensor, num_samples: int) -> Tensor:
-    from priorfit.networks.sampling import posterior_samples
-
-    return posterior_samples(network, x, num_samples).cpu()
 
 
 def _dt_draws(task, settings: dict, seed: int) -> tuple[Tensor, Tensor]:

@@ -39,7 +39,6 @@ class TrainingDomain:
 
     ranges: dict[str, list] = field(default_factory=dict)
     strict: bool | None = None  # None: follow PRIORFIT_STRICT_DOMAIN
-    _converted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {name: list(bounds) for name, bounds in self.ranges.items()}
@@ -75,7 +74,7 @@ class TrainingDomain:
 
     def _check_array(self, quantity: str, values, advice: str) -> None:
         """:meth:`check` for large inputs, in numpy."""
-        low, high = self._bounds(quantity)
+        low, high = (np.asarray(bound, dtype=np.float64) for bound in self.ranges[quantity])
         if isinstance(values, Tensor):
             values = values.detach().cpu().numpy()
         values = np.asarray(values, dtype=np.float64)
@@ -98,17 +97,6 @@ class TrainingDomain:
             f"extrapolation the model was never trained for.{' ' + advice if advice else ''}"
         )
         warn_out_of_domain(message, strict=self.strict, stacklevel=5)
-
-    def _bounds(self, quantity: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(low, high) of ``quantity`` as float64 arrays, converted once per stored range (re-read when replaced)."""
-        stored = self.ranges.get(quantity)
-        if stored is None:
-            return None
-        cached = self._converted.get(quantity)
-        if cached is None or cached[0] is not stored:
-            low, high = (np.asarray(bound, dtype=np.float64) for bound in stored)
-            cached = self._converted[quantity] = (stored, low, high)
-        return cached[1], cached[2]
 
 
 SMALL = 256  # inputs up to this many numbers are checked in plain Python

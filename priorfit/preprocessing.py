@@ -199,9 +199,9 @@ class MemberView:
         return out[:, self.feature_order]
 
 
-# the prior's tables have fewer than 0.01 % of feature values beyond ±CLIP standard deviations of their table
-# (measured on 64 SCM tables of 256 rows, tabular-reg-small and tabular-clf-small); a user's column with more than
-# HEAVY_TAIL_FRACTION of them is unlike anything the network was trained on
+# the prior's tables have about 0.02 % of feature values beyond ±CLIP standard deviations of their table
+# (benchmarks/prior_tables.py: 64 tables of 256 rows of each bundled tabular prior); a user's column with more than
+# HEAVY_TAIL_FRACTION of them, 50 times that, is unlike anything the network was trained on
 HEAVY_TAIL_FRACTION = 0.01
 EXTRAPOLATION_MARGIN = 0.1  # query values beyond the training rows' range by this fraction of it extrapolate
 
@@ -232,6 +232,6 @@ def warn_heavy_tails(encoded: np.ndarray, categorical: np.ndarray, names: np.nda
         name = repr(names[column]) if names is not None else column
         warn_out_of_domain(
             f"feature {name}: {fractions[worst]:.1%} of its values lie beyond {CLIP:g} standard deviations from its "
-            f"mean, where the prior's tables have fewer than 0.01 %: predictions lean on values the network was "
+            f"mean, where the prior's tables have about 0.02 %: predictions lean on values the network was "
             "never shown. Transform the column (e.g. log) or use numeric_transforms=('quantile',)."
         )
