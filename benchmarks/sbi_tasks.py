@@ -18,7 +18,7 @@ samples at n = 10 are reported.
     python benchmarks/sbi_tasks.py                 # writes benchmarks/results/sbi_tasks.{json,png}
     python benchmarks/sbi_tasks.py --section iid   # writes benchmarks/results/sbi_iid.{json,png}
     python benchmarks/sbi_tasks.py --section latency   # sampling time alone (results/sbi_latency.json)
-    python benchmarks/sbi_tasks.py --section sampling  # autoregressive vs coupling flows vs sbi (sbi_sampling.json)
+    python benchmarks/sbi_tasks.py --section sampling  # flow layouts vs sbi: time and C2ST (sbi_sampling.{json,png})
     python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 from sbi.inference import NPE, NPSE
 from sbi.utils.metrics import c2st
 
@@ -307,26 +307,35 @@ def plot_iid(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+SAMPLING_TASKS = ("gaussian_linear", "two_moons", "slcp", "gaussian_mixture")
+# today's default flow (autoregressive, 8 transforms of 128 x 128) against coupling flows of two sizes and sbi's nsf
+SAMPLING_METHODS = {
+    "flow_autoregressive": {"coupling": False},
+    "flow_coupling": {"coupling": True, "transforms": 5, "hidden": (64, 64)},
+    "flow_coupling_large": {"coupling": True, "transforms": 8, "hidden": (128, 128)},
+    "sbi_npe_nsf": None,
+}
+
+
 def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, rounds: int = 3) -> dict:
-    """Autoregressive vs coupling flows vs sbi's NPE (nsf) on the same simulations: C2ST, and the time of 10,000
-    samples and of 10,000 log-densities for one observation, the three timed in alternating rounds."""
+    """Flows of each layout and sbi's NPE (nsf) trained on the same simulations: C2ST, training time, and the time
+    of 10,000 samples and of 10,000 log-densities for one observation (timed in alternating rounds)."""
     results: dict = {}
-    for task_name in ("gaussian_linear", "two_moons"):
-        problem = get_problem(task_name, **TASKS[task_name])
+    for task_name in SAMPLING_TASKS:
+        problem = get_problem(task_name, **TASKS.get(task_name, {}))
         obs = observations(problem, num_obs, seed=1000)
         references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
         torch.manual_seed(budget)
         theta = problem.prior.sample((budget,))
         x = problem.simulate(theta)
         samplers, densities, cell = {}, {}, {}
-        for method, passes in (("flow_autoregressive", None), ("flow_coupling", 2), ("sbi_npe_nsf", None)):
+        for method, network in SAMPLING_METHODS.items():
             start = time.perf_counter()
-            if method == "sbi_npe_nsf":
+            if network is None:
                 posterior, _ = train_sbi(theta, x, problem.prior, max_epochs)
                 samplers[method] = lambda x_o, n, p=posterior: p.sample((n,), x=x_o, show_progress_bars=False)
                 densities[method] = lambda th, x_o, p=posterior: p.log_prob(th, x=x_o)
             else:
-                network = {} if passes is None else {"passes": passes}
                 post = AmortizedPosterior("flow", network=network, max_epochs=max_epochs, progress_bar=False)
                 post.fit_simulations(theta, x.unsqueeze(1), prior=problem.prior)
                 samplers[method] = lambda x_o, n, p=post: p.sample(x_o, n)
@@ -346,15 +355,56 @@ def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, r
                 start = time.perf_counter()
                 densities[method](theta_eval, obs[0])
                 times[method]["log_prob"].append(time.perf_counter() - start)
+        sbi = cell["sbi_npe_nsf"]
         for method, measured in times.items():
             cell[method]["sample_10k_seconds"] = float(np.median(measured["sample"]))
             cell[method]["log_prob_10k_seconds"] = float(np.median(measured["log_prob"]))
-            print(task_name, method, cell[method]["sample_10k_seconds"], cell[method]["log_prob_10k_seconds"])
-        sbi_time = cell["sbi_npe_nsf"]["sample_10k_seconds"]
-        for method in ("flow_autoregressive", "flow_coupling"):
-            cell[method]["sample_time_vs_sbi"] = cell[method]["sample_10k_seconds"] / sbi_time
+        for method in SAMPLING_METHODS:
+            if method != "sbi_npe_nsf":
+                ours = cell[method]
+                ours["sample_time_vs_sbi"] = ours["sample_10k_seconds"] / sbi["sample_10k_seconds"]
+                ours["train_time_vs_sbi"] = ours["train_seconds"] / sbi["train_seconds"]
+                ours["c2st_vs_autoregressive"] = ours["c2st_mean"] - cell["flow_autoregressive"]["c2st_mean"]
+                print(task_name, method, {k: round(v, 3) for k, v in ours.items() if k != "c2st"}, flush=True)
         results[task_name] = cell
     return results
+
+
+def sampling_verdict(results: dict, method: str = "flow_coupling") -> dict:
+    """Issue 25's bars for one of our flows, per task: sampling ≤ 2× sbi's time, C2ST ≤ today's + 0.01, training
+    ≤ 1.2× sbi's time."""
+    cells = {task: cell[method] for task, cell in results.items()}
+    return {
+        "method": method,
+        "sample_within_2x_sbi": all(c["sample_time_vs_sbi"] <= 2 for c in cells.values()),
+        "c2st_within_0.01_of_autoregressive": all(c["c2st_vs_autoregressive"] <= 0.01 for c in cells.values()),
+        "train_within_1.2x_sbi": all(c["train_time_vs_sbi"] <= 1.2 for c in cells.values()),
+        "faster_than_sbi_everywhere": all(c["sample_time_vs_sbi"] < 1 for c in cells.values()),
+    }
+
+
+def plot_sampling(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, methods = list(results), list(SAMPLING_METHODS)
+    fig, (ax_time, ax_c2st) = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / len(methods)
+    for index, method in enumerate(methods):
+        offsets = np.arange(len(tasks)) + (index - (len(methods) - 1) / 2) * width
+        ax_time.bar(offsets, [results[t][method]["sample_10k_seconds"] for t in tasks], width, label=method)
+        ax_c2st.bar(offsets, [results[t][method]["c2st_mean"] for t in tasks], width, label=method)
+    for ax in (ax_time, ax_c2st):
+        ax.set_xticks(np.arange(len(tasks)), tasks, fontsize=8)
+    ax_time.set_yscale("log")
+    ax_time.set_ylabel("seconds for 10,000 samples (log)")
+    ax_c2st.set_ylabel("C2ST against the reference (0.5 is best)")
+    ax_c2st.set_ylim(0.5, 1.0)
+    ax_c2st.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -363,23 +413,28 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
+    parser.add_argument("--budget", type=int, help="sampling: simulations (default 1,000)")
     parser.add_argument("--counts", type=int, nargs="+", help=f"iid: numbers of observations (default {IID_COUNTS})")
     args = parser.parse_args()
     torch.set_num_threads(2)  # both tools on the same two threads
     warnings.filterwarnings("ignore")
     out = args.out or RESULTS / f"sbi_{args.section}.json"
     if args.section == "sampling":
-        settings = {"budget": 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
+        settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
             settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
         report = {
             "settings": settings,
             "torch_threads": torch.get_num_threads(),
             "load_average_start": list(os.getloadavg()),
-            **run_sampling(**settings),
+            "methods": {name: network for name, network in SAMPLING_METHODS.items()},
         }
+        report.update(run_sampling(**settings))
         report["load_average_end"] = list(os.getloadavg())
+        results = {task: report[task] for task in SAMPLING_TASKS}
+        report["verdict"] = {name: sampling_verdict(results, name) for name in ("flow_coupling", "flow_coupling_large")}
         write_json(report, out)
+        plot_sampling(results, out.with_suffix(".png"))
         return
     if args.section == "latency":
         settings = {"budget": 10_000, "dim": 10, "max_epochs": 1000}

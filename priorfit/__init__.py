@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from priorfit._threads import apply_default_threads
 from priorfit.errors import (
     CheckpointError,
     InvalidHyperparameterError,
@@ -19,6 +20,8 @@ from priorfit.errors import (
 )
 
 __version__ = "0.1.0"
+
+apply_default_threads()  # fewer threads than cores on a busy machine (see priorfit/_threads.py)
 
 __all__ = [
     "PFNClassifier",

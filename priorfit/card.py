@@ -99,6 +99,21 @@ class CalibrationCard:
             text = f"ECE {m['ece']:.3f}, accuracy {m['accuracy']:.3f}, NLL {m['nll']:.3f}"
         return f"{text} on {n} held-out {self.evaluation.get('source', 'prior draws')}"
 
+    def verdict(self) -> str:
+        """The card in plain words: calibrated or not, and which way, at the 5 % level."""
+        m = self.metrics
+        if self.kind == "posterior":
+            dims = max(1, len(self.per_dimension.get("sbc_ks_pvalues", [])))
+            return calibration_verdict(m["tarp_ks_pvalue"], m["tarp_atc"], m["sbc_min_ks_pvalue"], dims)
+        if self.kind == "regression":
+            if m["pit_ks_pvalue"] >= 0.05:
+                return "calibrated: intervals cover as often as they claim (no sign of miscalibration at 5 %)"
+            way = "over-confident (intervals too narrow)" if m["coverage_90"] < 0.9 else "under-confident (too wide)"
+            return f"miscalibrated: {way}; the 90% intervals cover {m['coverage_90']:.0%} of held-out labels"
+        if m["ece"] <= 0.02:
+            return "calibrated: predicted probabilities match accuracy within 0.02 on average"
+        return f"miscalibrated: predicted probabilities differ from accuracy by {m['ece']:.3f} on average (ECE)"
+
     def plot(self, ax=None):
         """The calibration curve against the diagonal (coverage, or the reliability diagram). Returns the Axes."""
         import matplotlib.pyplot as plt
@@ -119,6 +134,19 @@ class CalibrationCard:
 
     def __str__(self) -> str:
         return f"CalibrationCard({self.kind}: {self.summary()})"
+
+
+def calibration_verdict(tarp_ks_pvalue: float, tarp_atc: float, sbc_min_ks_pvalue: float, dims: int) -> str:
+    """TARP and SBC results in plain words, at the 5 % level (SBC's per-dimension tests Bonferroni-corrected)."""
+    problems = []
+    if tarp_ks_pvalue < 0.05:
+        way = "under-confident (too wide)" if tarp_atc > 0 else "over-confident (too narrow)"
+        problems.append(f"its credible regions are {way}: TARP's coverage curve leaves the diagonal")
+    if sbc_min_ks_pvalue < 0.05 / dims:
+        problems.append("the ranks of the true value of at least one parameter are not uniform (SBC)")
+    if not problems:
+        return "calibrated: no sign of miscalibration at the 5 % level"
+    return "miscalibrated: " + "; ".join(problems) + ". Train longer or on more simulations, then check again."
 
 
 def card_from_metadata(metadata: dict | None) -> CalibrationCard | None:

@@ -190,10 +190,17 @@ def evaluate_checkpoint(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             tarp_result, sbc_result = calibration_report(task.network, theta, x, num_samples=num_samples, seed=seed)
+        from priorfit.card import calibration_verdict
+
+        summary = report_metrics(tarp_result, sbc_result, prefix="")
+        dims = len(sbc_result.ks_pvalues)
         report.update(
             num_posteriors=num_posteriors,
             num_samples=num_samples,
-            summary=report_metrics(tarp_result, sbc_result, prefix=""),
+            summary=summary,
+            verdict=calibration_verdict(
+                summary["tarp_ks_pvalue"], summary["tarp_atc"], summary["sbc_min_ks_pvalue"], dims
+            ),
             tarp=tarp_result.to_dict(),
             sbc=sbc_result.to_dict(),
         )
@@ -205,7 +212,7 @@ def evaluate_checkpoint(
 
         points = (stored or {}).get("evaluation", {}).get("num_points")
         card = make_card(task, num_datasets=num_posteriors, num_points=points, num_samples=num_samples, seed=seed)
-        report.update(summary=card.metrics, card=card.to_dict())
+        report.update(summary=card.metrics, verdict=card.verdict(), card=card.to_dict())
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         card.plot(ax)
         fig.tight_layout()
@@ -242,6 +249,7 @@ def main(cfg: DictConfig) -> None:
 
         print(f"calibration card stored in the file: {CalibrationCard.from_dict(report['stored_card']).summary()}")
     print(json.dumps(report["summary"], indent=2))
+    print(f"verdict on fresh held-out draws of the prior: {report['verdict']}")
     print("wrote " + " and ".join(report["files"]))
 
 

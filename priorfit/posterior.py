@@ -27,7 +27,7 @@ from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_samples
 from priorfit.networks.score import ComposedScoreSampler
 from priorfit.registry import posterior_kinds
-from priorfit.runs import KeepBestWeights, make_logger
+from priorfit.runs import KeepBestWeights, make_logger, quiet_lightning
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
 CARD_POSTERIORS = 200  # held-out simulations a fitted posterior's calibration card is computed on
@@ -35,13 +35,18 @@ CARD_POSTERIORS = 200  # held-out simulations a fitted posterior's calibration c
 __all__ = ["AmortizedPosterior"]
 
 Estimator = Literal["flow", "gmm", "score"]
+# the flow built unless told otherwise: coupling transforms, one network pass each to sample (as fast as sbi's nsf,
+# benchmarks/results/sbi_sampling.json). Stored in the checkpoint explicitly, so files of the earlier autoregressive
+# default (which lack "coupling") rebuild as they were trained.
+DEFAULT_FLOW = {"coupling": True, "transforms": 5, "hidden": [64, 64]}
 
 
 class AmortizedPosterior:
     """Neural posterior estimation with a set encoder, trained by Lightning on a fixed simulation budget.
 
     Args:
-        estimator: "flow" (set encoder + zuko neural spline flow), "gmm" (Gaussian-mixture head) or "score"
+        estimator: "flow" (set encoder + neural spline flow: coupling transforms, ``DEFAULT_FLOW``;
+            ``network={"coupling": False}`` for zuko's autoregressive NSF), "gmm" (Gaussian-mixture head) or "score"
             (a score network trained on single observations whose scores compose for any n at sampling time;
             train it with ``num_iid=1``; ``sample`` only, no ``log_prob``). With ``network={"group_size": m}``
             and ``num_iid=(1, m)`` it is the partially factorized PF-NPSE: one score term per group of m.
@@ -187,6 +192,8 @@ class AmortizedPosterior:
             seed=self.seed,
         )
         network = {"kind": self.estimator, **self.network_kwargs}
+        if self.estimator == "flow" and "passes" not in network and network.get("coupling", True):
+            network = {**DEFAULT_FLOW, **network}
         if x.shape[1] == 1 and self.estimator in ("flow", "gmm"):
             # one observation per θ: attention over a single token is only extra depth, which overfits small
             # simulation budgets
@@ -207,19 +214,20 @@ class AmortizedPosterior:
             # validates with the averaged weights, which KeepBestWeights (listed first) keeps
             callbacks.append(pl.callbacks.EMAWeightAveraging(decay=0.999))
         device = check_device(getattr(self, "device", "cpu"))
-        trainer = pl.Trainer(
-            max_epochs=self.max_epochs,
-            accelerator=device.type,
-            devices=[device.index] if device.index is not None else 1,
-            logger=make_logger(self.logger, "amortized_posterior"),
-            callbacks=callbacks,
-            enable_progress_bar=self.progress_bar,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            gradient_clip_val=5.0,
-        )
         started = time.perf_counter()
-        trainer.fit(task, datamodule=datamodule)
+        with quiet_lightning():
+            trainer = pl.Trainer(
+                max_epochs=self.max_epochs,
+                accelerator=device.type,
+                devices=[device.index] if device.index is not None else 1,
+                logger=make_logger(self.logger, "amortized_posterior"),
+                callbacks=callbacks,
+                enable_progress_bar=self.progress_bar,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+                gradient_clip_val=5.0,
+            )
+            trainer.fit(task, datamodule=datamodule)
         if keep_best.best_state is not None:
             task.load_state_dict(keep_best.best_state)
         self.task_ = task.eval()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import secrets
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,9 @@ __all__ = [
     "SIGTERM_EXIT_CODE",
     "check_resume_path",
     "check_run_folder",
+    "drop_lightning_tips",
     "make_logger",
+    "quiet_lightning",
 ]
 
 SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM: what schedulers read as "terminated"
@@ -113,6 +118,37 @@ def check_run_folder(output_dir: Path, *, overwrite: bool) -> None:
             "folder (leave hydra.run.dir at its default), resume with ckpt_path=.../last.ckpt (which starts a "
             "new folder), or pass overwrite=true to replace it."
         )
+
+
+# where Lightning writes its start-up lines (devices, "💡 Tip: try installing ...", "fit stopped: ...")
+LIGHTNING_INFO_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def drop_lightning_tips() -> None:
+    """Hide Lightning's advertisements for its cloud services (printed before every progress bar)."""
+    for name in LIGHTNING_INFO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _DropTips) for existing in logger.filters):
+            logger.addFilter(_DropTips())
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's informational lines hidden for one estimator's training (its warnings still show)."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class KeepBestWeights(pl.Callback):

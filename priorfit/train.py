@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -29,9 +30,12 @@ from priorfit.runs import (
     CheckpointOnSigterm,
     check_resume_path,
     check_run_folder,
+    drop_lightning_tips,
 )
 
 __all__ = ["train", "main"]
+
+log = logging.getLogger(__name__)  # the run folder's train.log (Hydra's job logging, conf/train.yaml)
 
 # run folders end in a per-process suffix (priorfit/conf/train.yaml): runs started in the same second never share one
 OmegaConf.register_new_resolver("run_suffix", lambda: RUN_SUFFIX, replace=True)
@@ -89,6 +93,8 @@ def train(cfg: DictConfig, *, callbacks: Sequence[pl.Callback] = ()) -> tuple[di
     ``callbacks``: Lightning callbacks to add to the ones the config names (e.g. a throughput meter)."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    drop_lightning_tips()
+    log.info("configuration:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     _check_trainer_settings(cfg.trainer)
@@ -156,30 +162,35 @@ def _card(task, trainer, datamodule, wall_seconds: float, cfg: DictConfig):
 
 
 def _report(metrics, checkpoint, model_file, task, datamodule) -> None:
-    print()
+    """The run's results, printed and written to the run's train.log."""
+    lines = []
     if task.card is not None:
-        print(f"calibration card: {task.card.summary()}")
+        lines.append(f"calibration card: {task.card.summary()}")
     shown = _shown(checkpoint) if checkpoint else "none (no checkpoint callback)"
-    print(f"checkpoint (resume with ckpt_path=...): {shown}")
-    print(f"model (load with priorfit.load): {_shown(model_file)}")
+    lines.append(f"checkpoint (resume with ckpt_path=...): {shown}")
+    lines.append(f"model (load with priorfit.load): {_shown(model_file)}")
     if not hasattr(task, "predictive"):  # posterior tasks and DTTask: NLL of θ (or the score-matching loss)
         if "val/nll" in metrics:
-            print(f"validation NLL: {metrics['val/nll']:.4f} nats per parameter draw")
+            lines.append(f"validation NLL: {metrics['val/nll']:.4f} nats per parameter draw")
         else:
-            print(f"validation loss: {metrics.get('val/loss', float('nan')):.4f}")
+            lines.append(f"validation loss: {metrics.get('val/loss', float('nan')):.4f}")
         if "val/nll_gap" in metrics:
-            print(f"NLL gap to the exact posterior: {metrics['val/nll_gap']:.4f} nats per parameter draw")
-        return
-    num_datasets = datamodule.val_batches * datamodule.val_batch_size
-    print(f"validation NLL: {metrics.get('val/nll', float('nan')):.4f} nats per query point")
-    if "val/nll_gap" in metrics:
-        print(
-            f"NLL gap to the exact posterior predictive: {metrics['val/nll_gap']:.4f} nats per query point "
-            f"({num_datasets} held-out prior datasets, context sizes "
-            f"{datamodule.min_context}..{datamodule.max_context})"
-        )
+            lines.append(f"NLL gap to the exact posterior: {metrics['val/nll_gap']:.4f} nats per parameter draw")
     else:
-        print(f"(no exact posterior predictive for {type(task.prior).__name__}: no gap to report)")
+        num_datasets = datamodule.val_batches * datamodule.val_batch_size
+        lines.append(f"validation NLL: {metrics.get('val/nll', float('nan')):.4f} nats per query point")
+        if "val/nll_gap" in metrics:
+            lines.append(
+                f"NLL gap to the exact posterior predictive: {metrics['val/nll_gap']:.4f} nats per query point "
+                f"({num_datasets} held-out prior datasets, context sizes "
+                f"{datamodule.min_context}..{datamodule.max_context})"
+            )
+        else:
+            lines.append(f"(no exact posterior predictive for {type(task.prior).__name__}: no gap to report)")
+    print()
+    for line in lines:
+        print(line)
+        log.info(line)
 
 
 def _shown(path) -> str:

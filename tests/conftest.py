@@ -1,4 +1,4 @@
-"""Shared fixtures: no wandb network access, few threads, fixed seeds."""
+"""Shared fixtures: no wandb network access, threads the machine can spare, fixed seeds."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import os
 import pytest
 import torch
 
+from priorfit._threads import apply_default_threads
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(2)
+apply_default_threads()  # the cores other jobs leave free (``PRIORFIT_THREADS=N`` to choose)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import torch
 
 import priorfit
 from priorfit import AmortizedPosterior
-from priorfit.card import CalibrationCard, _classification_card, _posterior_card, make_card
+from priorfit.card import CalibrationCard, _classification_card, _posterior_card, calibration_verdict, make_card
 from priorfit.checkpoint import export_checkpoint, load_task, read_card
 from priorfit.errors import CheckpointError, InvalidHyperparameterError
 from priorfit.hub import list_checkpoints, resolve_checkpoint
@@ -60,6 +60,15 @@ def test_the_posterior_card_tells_a_calibrated_posterior_from_an_overconfident_o
     assert min(per_dimension["sbc_ks_pvalues"]) > 0.001
     _, narrow, _, _ = _posterior_card(overconfident, theta, seed=0)
     assert narrow["coverage_90"] < 0.6 and narrow["sbc_min_ks_pvalue"] < 1e-6
+    verdict = calibration_verdict(narrow["tarp_ks_pvalue"], narrow["tarp_atc"], narrow["sbc_min_ks_pvalue"], 2)
+    assert verdict.startswith("miscalibrated: its credible regions are over-confident") and "(SBC)" in verdict
+
+
+def test_the_verdict_reads_the_tests_at_five_percent():
+    assert calibration_verdict(0.3, 0.01, 0.04, 2).startswith("calibrated")  # SBC: 0.04 > 0.05 / 2 dimensions
+    assert calibration_verdict(0.01, 0.08, 0.5, 2).startswith("miscalibrated: its credible regions are under")
+    only_sbc = calibration_verdict(0.3, 0.0, 0.02, 2)
+    assert only_sbc.startswith("miscalibrated: the ranks") and "TARP" not in only_sbc
 
 
 def test_the_classification_card_measures_calibration_error():
@@ -147,6 +156,7 @@ def test_a_trained_run_exports_its_card_and_priorfit_eval_shows_it(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "calibration card stored in the file: NLL" in result.stdout
+    assert "verdict on fresh held-out draws of the prior: " in result.stdout
     report = json.loads((tmp_path / "model.calibration.json").read_text())
     assert report["card"]["kind"] == "regression" and report["stored_card"] == card.to_dict()
 

@@ -90,8 +90,17 @@ def test_every_network_family_of_the_registry_is_tested_here():
 
 @pytest.mark.parametrize("family", sorted(MAKERS))
 def test_network_family(family):
+    check_family(MAKERS[family])
+
+
+def test_the_coupling_layout_of_the_flow_family():
+    check_family(_posterior("priorfit.networks.posterior.FlowPosterior", transforms=3, coupling=True))
+
+
+def check_family(make):
+    """Output shape, a gradient to every parameter, deterministic eval mode, and a state-dict round trip."""
     torch.manual_seed(0)
-    network, output, loss, shape = MAKERS[family]()
+    network, output, loss, shape = make()
 
     assert tuple(output().shape) == shape
     with torch.no_grad():  # zero-initialised output layers would hide the layers behind them
@@ -109,7 +118,7 @@ def test_network_family(family):
     buffer = io.BytesIO()
     torch.save(network.state_dict(), buffer)
     torch.manual_seed(1)
-    rebuilt, rebuilt_output, _, _ = MAKERS[family]()
+    rebuilt, rebuilt_output, _, _ = make()
     buffer.seek(0)
     rebuilt.load_state_dict(torch.load(buffer, weights_only=True))
     rebuilt.eval()
@@ -139,23 +148,37 @@ def test_a_new_posterior_family_needs_one_module_and_one_registry_line(monkeypat
     assert trusted.estimator == "mlp" and trusted.sample(x_obs, 5).shape == (5, 2)  # a user's own family, named
 
 
-def test_a_coupling_flow_samples_and_keeps_an_exact_density(tmp_path):
-    """``network={"passes": 2}``: coupling transforms (sampling in two passes per transform), saved and reloaded."""
+def test_flow_layouts_default_to_coupling_and_old_configs_rebuild_autoregressive(tmp_path):
+    """``AmortizedPosterior("flow")`` trains the coupling flow (stored explicitly); a stored flow config without
+    ``coupling`` (the earlier default) rebuilds zuko's autoregressive NSF; ``passes`` is zuko's option."""
     import priorfit
     from priorfit import AmortizedPosterior
     from priorfit.errors import InvalidHyperparameterError
     from priorfit.networks.posterior import FlowPosterior
+    from priorfit.posterior import DEFAULT_FLOW
     from priorfit.priors.simulators import GaussianLinear
+    from priorfit.registry import build
 
     problem = GaussianLinear(dim=3)
-    post = AmortizedPosterior("flow", network={"passes": 2}, max_epochs=2, progress_bar=False)
+    post = AmortizedPosterior("flow", max_epochs=2, progress_bar=False)
     post.fit(problem.prior, problem.simulate, num_simulations=300)
+    stored = post.task_.hparams["network"]
+    assert {key: stored[key] for key in DEFAULT_FLOW} == DEFAULT_FLOW and post.task_.network.coupling
     x_obs = problem.simulate(problem.prior.sample((1,)))
     samples = post.sample(x_obs, 50)
     assert samples.shape == (50, 3) and torch.isfinite(post.log_prob(samples, x_obs)).all()
     post.save(tmp_path / "coupling.safetensors")
     loaded = priorfit.load(tmp_path / "coupling.safetensors")
-    assert loaded.task_.hparams["network"]["passes"] == 2
+    assert loaded.task_.network.coupling
     assert torch.allclose(loaded.log_prob(samples, x_obs), post.log_prob(samples, x_obs), atol=1e-5)
+
+    old = build({"_target_": "priorfit.networks.posterior.FlowPosterior"}, theta_dim=3, x_dim=3)
+    assert not old.coupling and len(old.flow.transform.transforms) == 8  # the earlier default, unchanged
+    for network in ({"passes": 2}, {"coupling": False}):
+        explicit = AmortizedPosterior("flow", network=network, max_epochs=1, progress_bar=False)
+        explicit.fit(problem.prior, problem.simulate, num_simulations=200)
+        assert not explicit.task_.network.coupling
     with pytest.raises(InvalidHyperparameterError, match="passes must be None"):
         FlowPosterior(2, 2, passes=0)
+    with pytest.raises(InvalidHyperparameterError, match="Drop passes"):
+        FlowPosterior(2, 2, coupling=True, passes=2)
