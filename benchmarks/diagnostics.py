@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 from sbi.diagnostics.tarp import _run_tarp, check_tarp, run_tarp
 from tarp import get_tarp_coverage
 
@@ -185,7 +185,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     timed = [r for r in report["rows"] if "seconds_ours" in r]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     labels = ["priorfit", "priorfit + bootstrap band", "sbi (_run_tarp + check_tarp)", "tarp package"]
     keys = ["seconds_ours", "seconds_ours_with_bootstrap_band", "seconds_sbi", "seconds_tarp_package"]
     width = 0.2
@@ -193,14 +193,16 @@ def plot(report: dict, path: Path) -> None:
         ax.bar([j + i * width for j in range(len(timed))], [1e3 * r[key] for r in timed], width, label=label)
     ax.set_xticks([j + 1.5 * width for j in range(len(timed))], [f"D = {r['dim']}" for r in timed])
     ax.set(
-        ylabel="milliseconds (median)",
+        ylabel="milliseconds per call (median, log scale)",
+        xlabel="parameter dimension",
         yscale="log",
-        title=f"TARP, {report['setup']['num_posteriors']} × {report['setup']['num_samples']} samples",
+        title=f"TARP on {report['setup']['num_posteriors']} posteriors × {report['setup']['num_samples']} samples"
+        " (lower is faster)",
     )
-    ax.legend(fontsize="small")
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -210,7 +212,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "diagnostics.json")
     parser.add_argument("--torch-count", action="store_true", help="time our torch count, not the C one")
     parser.add_argument("--interleave", action="store_true", help="single cold calls taking turns (see block_times)")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON at --out, no timing")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     torch.set_num_threads(args.threads)
     if args.torch_count:
         TARP_MODULE._count_closer_avx2 = None

@@ -37,7 +37,7 @@ from pathlib import Path
 import emcee
 import numpy as np
 import torch
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 
 from priorfit.gmm import GMM, sample_gmm
 from priorfit.networks import DistributionTransformer
@@ -340,13 +340,12 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
     for dim, section in report["accuracy"].items():
         for label, style in (("in_distribution", "-"), ("shifted", "--")):
             rows = section[label]["by_n"]
-            axes[0].plot(
-                [r["n"] for r in rows], [r["excess_nll"] / int(dim) for r in rows], style, label=f"D={dim} {label}"
-            )
+            name = f"DT, D={dim}, " + ("held-out priors" if label == "in_distribution" else "priors shifted +10")
+            axes[0].plot([r["n"] for r in rows], [r["excess_nll"] / int(dim) for r in rows], style, label=name)
     if "npe" in report:
         rows = report["npe"]["by_n"]
         axes[0].plot(
@@ -363,9 +362,14 @@ def plot(report: dict, path: Path) -> None:
     if "gp_predictive" in report:
         rows = report["gp_predictive"]["accuracy"]["in_distribution"]["by_n"]
         axes[0].plot([r["n"] for r in rows], [r["excess_nll"] for r in rows], "^-", label="GP predictive f(x*), D=1")
-    axes[0].axhline(0.1, color="k", lw=0.5)
-    axes[0].set(xlabel="observations n", ylabel="excess NLL per dimension (nats)", title="held-out priors")
-    axes[0].legend(fontsize=7)
+    axes[0].axhline(0.1, color="k", lw=0.5, label="0.1 nats per dimension")
+    axes[0].set(
+        xlabel="observations n",
+        ylabel="NLL above the exact posterior's, per dimension (nats)",
+        title="accuracy on held-out priors (shifted lines lie on the others)",
+    )
+    axes[0].title.set_fontsize(10)
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     if "sampler" in report:
         rows = report["sampler"]["emcee"]
         axes[1].plot([r["seconds"] for r in rows], [r["mean_error_sd_units"] for r in rows], "o-", label="emcee")
@@ -386,19 +390,21 @@ def plot(report: dict, path: Path) -> None:
         )
         axes[1].set(
             xscale="log",
-            xlabel="seconds per posterior",
-            ylabel="posterior-mean error (sd units)",
-            title="cost at matched accuracy",
+            xlabel="seconds per posterior (log scale)",
+            ylabel="posterior-mean error (posterior sd units)",
+            title="cost at matched accuracy (lower left is better)",
         )
         axes[1].legend()
     if "filtering" in report:
         rows = report["filtering"]["by_step"]
         axes[2].plot([r["step"] for r in rows], [r["excess_nll"] for r in rows])
         axes[2].set(
-            xlabel="filtering step", ylabel="excess NLL vs exact filter (nats)", title="sequential updates, D=2"
+            xlabel="filtering step (one observation; posterior = next prior)",
+            ylabel="NLL above the exact filter's (nats)",
+            title="sequential updates, D=2",
         )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -412,8 +418,12 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["accuracy", "npe", "sampler", "filtering", "nonlinear", "gp"])
     parser.add_argument("--npe-simulations", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "distribution_transformer.json")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON at --out, no runs")
     parser.add_argument("--keep", action="store_true", help="carry sections not rerun over from --out")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     torch.set_num_threads(1)
     from priorfit.checkpoint import load_task
 

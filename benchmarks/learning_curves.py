@@ -36,7 +36,7 @@ from pathlib import Path
 import emcee
 import numpy as np
 import torch
-from _results import write_json  # benchmarks/ is on sys.path when a script runs
+from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
 
 from priorfit.priors import LearningCurvePrior, Normal, Uniform
 from priorfit.priors.learning_curves import FAMILIES, combined_curves, valid_curves
@@ -376,16 +376,26 @@ def plot(results: dict, stopping: dict, noisy: np.ndarray, model, path: Path) ->
         axes[1].plot(epochs[cutoff:], mid, color=color)
         axes[1].fill_between(epochs[cutoff:], low, high, color=color, alpha=0.2)
     axes[1].axvline(20, color="k", lw=0.5)
-    axes[1].set(xlabel="epoch", ylabel="y", title="LC-PFN 90% bands after 20 epochs")
-    for name, report in stopping.items():
-        points = [(report[t]["compute_saved"], report[t]["regret"]) for t in report if t != "best_without_stopping"]
-        axes[2].plot(*zip(*points), "o-", label=name)
-    axes[2].set(
-        xlabel="fraction of epochs saved", ylabel="regret (accuracy)", title="early stopping, recorded MLP curves"
+    axes[1].text(19, 0.02, "observed ", ha="right", transform=axes[1].get_xaxis_transform(), fontsize=8)
+    axes[1].text(21, 0.02, " predicted: median and 90% band", transform=axes[1].get_xaxis_transform(), fontsize=8)
+    axes[1].set(
+        xlabel="epoch", ylabel="performance (three held-out prior curves)", title="LC-PFN bands after 20 epochs"
     )
-    axes[2].legend()
+    for name, report in stopping.items():
+        thresholds = [t for t in report if t != "best_without_stopping"]
+        points = [(report[t]["compute_saved"], report[t]["regret"]) for t in thresholds]
+        axes[2].plot(*zip(*points), "o-", label=name)
+        for threshold, point in zip(thresholds, points):
+            axes[2].annotate(f"{float(threshold):g}", point, textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes[2].set(
+        xlabel="fraction of epochs saved",
+        ylabel="regret: best accuracy lost by stopping",
+        title="early stopping on recorded MLP curves\n(point labels: stop when P(beat best so far) < label)",
+    )
+    axes[2].title.set_fontsize(10)
+    axes[2].legend(title="data set", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -400,10 +410,18 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="lc-pfn-small", help="name or path of the LC-PFN to score")
     parser.add_argument("--stop-thresholds", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2])
     parser.add_argument("--min-epochs", type=int, default=5, help="epochs before the first stopping decision")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON at --out, no runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     prior = LearningCurvePrior()
     noisy, _ = held_out_curves(prior, args.curves)
+    if args.replot:
+        from priorfit.checkpoint import load_pfn_model
+
+        stored = json.loads(args.out.read_text())
+        model = load_pfn_model(stored["checkpoint"])
+        plot(stored["by_cutoff"], stored["early_stopping"], noisy, model, args.out.with_suffix(".png"))
+        return
     if args.part != "pfn":
         mcmc_reference(prior, noisy, args.cutoffs, args.mcmc_curves, args.mcmc_seconds, args.mcmc_cache)
     if args.part == "mcmc":

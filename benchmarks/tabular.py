@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import save_figure  # benchmarks/ is on sys.path when a script runs
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -219,7 +220,7 @@ def plot(clf: dict, reg: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     names = list(clf)
     width = 0.8 / len(CLASSIFIERS)
     for i, model in enumerate(CLASSIFIERS):
@@ -228,21 +229,24 @@ def plot(clf: dict, reg: dict, path: Path) -> None:
         axes[0].bar(np.arange(len(names)) + i * width, means, width, yerr=stds, label=model)
         seconds = [clf[d]["models"][model]["seconds"]["mean"] for d in names]
         axes[1].bar(np.arange(len(names)) + i * width, seconds, width, label=model)
-    for ax, title in ((axes[0], "ROC AUC (one-vs-rest), 5 splits"), (axes[1], "fit + predict time [s]")):
+    for ax in axes[:2]:
         ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
-        ax.set_title(title)
+    axes[0].set(title="classification: ROC AUC (higher is better)", ylabel="ROC AUC, one-vs-rest (mean ± sd)")
     axes[0].set_ylim(0.85, 1.0)
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[1].set(title="fit + predict time (lower is better)", ylabel="seconds (log scale)")
     axes[1].set_yscale("log")
     reg_names = list(reg)
     for i, model in enumerate(("PFNRegressor", "GaussianProcessRegressor")):
         means = [reg[d][model]["nll"]["mean"] for d in reg_names]
-        axes[2].bar(np.arange(len(reg_names)) + i * 0.4, means, 0.4, label=model)
+        axes[2].bar(np.arange(len(reg_names)) + i * 0.4, means, 0.4, label=model, color=f"C{5 + i}")
+    axes[2].axhline(0, color="black", linewidth=0.6)
     axes[2].set_xticks(np.arange(len(reg_names)) + 0.2, reg_names)
-    axes[2].set_title("regression test NLL (standardised target)")
-    axes[2].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    axes[2].set(title="regression: test NLL (lower is better)", ylabel="NLL per row, standardised target")
+    axes[2].legend(fontsize=8, loc="upper right")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(CLASSIFIERS), fontsize=8)
+    fig.suptitle(f"tabular data sets, mean of {SPLITS} random splits", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -252,7 +256,12 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=SPLITS, help="random train/test splits per data set")
     parser.add_argument("--clf-checkpoint", help="classifier checkpoint name or path (default: tabular-clf-small)")
     parser.add_argument("--reg-checkpoint", help="regressor checkpoint name or path (default: tabular-reg-small)")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON at --out, no runs")
     args = parser.parse_args()
+    if args.replot:
+        report = json.loads(args.out.read_text())
+        plot(report["classification"], report["regression"], args.out.with_suffix(".png"))
+        return
     CHECKPOINTS.update(classifier=args.clf_checkpoint, regressor=args.reg_checkpoint)
     SPLITS = args.splits
     # load (and cache) both checkpoints before any timing
