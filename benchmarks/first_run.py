@@ -1,0 +1,100 @@
+"""What a newcomer waits for, each in a fresh process: ``import priorfit``, a first tabular prediction with the
+bundled classifier, ``priorfit-train --help``, and (``--train``) the default ``priorfit-train`` run (gp_tiny).
+
+    python benchmarks/first_run.py            # writes benchmarks/results/first_run.json
+    python benchmarks/first_run.py --train    # also times the default training run (a few minutes)
+    python benchmarks/first_run.py --under-load   # the test suite idle and beside a 2-thread torch job
+
+Times are wall-clock seconds of the whole process (interpreter start included), the median of ``--repeats``
+runs, with the machine's load average recorded beside them. ``--under-load`` runs the default test command
+(``python -m pytest -q``) once on the idle machine and once while another process runs a 2-thread torch matmul
+loop, and reports the ratio (issue: at most 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+FIRST_PREDICTION = """
+import priorfit
+from sklearn.datasets import load_breast_cancer
+X, y = load_breast_cancer(return_X_y=True)
+priorfit.PFNClassifier().fit(X[:400], y[:400]).predict_proba(X[400:])
+"""
+BUSY_LOOP = """
+import torch
+torch.set_num_threads(2)
+a = torch.randn(512, 512)
+while True:
+    a = torch.tanh(a @ a / 512)
+"""
+
+
+def timed(command: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def median_time(command: list[str], repeats: int, **kwargs) -> dict:
+    times = [timed(command, **kwargs) for _ in range(repeats)]
+    return {"median_seconds": statistics.median(times), "seconds": times}
+
+
+def under_load() -> dict:
+    env = {**os.environ}
+    env.pop("PRIORFIT_THREADS", None)
+    idle = {"load_average_start": list(os.getloadavg())}
+    idle.update(median_time([sys.executable, "-m", "pytest", "-q"], 1, cwd=ROOT, env=env))
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        time.sleep(75)  # the 1-minute load average sees the other job, as it would on a shared machine
+        loaded = {"load_average_start": list(os.getloadavg())}
+        loaded.update(median_time([sys.executable, "-m", "pytest", "-q"], 1, cwd=ROOT, env=env))
+    finally:
+        busy.kill()
+    ratio = loaded["median_seconds"] / idle["median_seconds"]
+    return {"idle": idle, "beside_a_2_thread_job": loaded, "ratio": ratio, "within_2x": ratio <= 2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train", action="store_true", help="also time the default priorfit-train run")
+    parser.add_argument("--under-load", action="store_true", help="time the test suite idle and beside a busy job")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.under_load:
+        out = args.out or RESULTS / "suite_under_load.json"
+        write_json({"command": "python -m pytest -q", **under_load()}, out)
+        return
+    out = args.out or RESULTS / "first_run.json"
+    report: dict = {"load_average_start": list(os.getloadavg()), "cpus": len(os.sched_getaffinity(0))}
+    python = sys.executable
+    report["import_priorfit"] = median_time([python, "-c", "import priorfit"], args.repeats)
+    report["import_and_first_tabular_prediction"] = median_time([python, "-c", FIRST_PREDICTION], args.repeats)
+    train = str(Path(python).parent / "priorfit-train")
+    report["priorfit_train_help"] = median_time([train, "--help"], args.repeats)
+    if args.train:
+        with tempfile.TemporaryDirectory() as folder:
+            env = {**os.environ, "PRIORFIT_RUNS_DIR": folder}
+            report["priorfit_train_default"] = median_time([train], 1, cwd=Path(folder), env=env)
+    report["load_average_end"] = list(os.getloadavg())
+    report["first_prediction_under_3s"] = report["import_and_first_tabular_prediction"]["median_seconds"] < 3
+    write_json(report, out)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
