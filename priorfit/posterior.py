@@ -323,6 +323,26 @@ class AmortizedPosterior:
         self._check_domain(x)
         return posterior_samples(network, x.to(next(network.parameters()).device), num_samples)
 
+    @torch.no_grad()
+    def log_prob_batch(self, theta: Tensor, x: Tensor) -> Tensor:
+        """log q(θ_b | x_b) for sets x (B, n, Dx) and parameters θ (B, Dθ) or (S, B, Dθ) (e.g. ``sample_batch``'s
+        draws): shape (B,) or (S, B). What ``priorfit.diagnostics.expected_coverage`` takes."""
+        network = self._density_network()
+        x = check_observation_sets(x, network.x_dim)
+        theta = as_float_tensor(theta, "theta")
+        if theta.dim() not in (2, 3) or theta.shape[-2:] != (len(x), network.theta_dim):
+            raise PriorfitValidationError(
+                f"θ must have shape ({len(x)}, {network.theta_dim}) or (S, {len(x)}, {network.theta_dim}) for "
+                f"{len(x)} observation sets, got {tuple(theta.shape)}"
+            )
+        self._check_domain(x)
+        device = next(network.parameters()).device
+        parts = []
+        for start in range(0, len(x), 50):  # sets in chunks, as sample_batch
+            block = network.distribution(x[start : start + 50].to(device))
+            parts.append(block.log_prob(theta[..., start : start + 50, :].to(device)))
+        return torch.cat(parts, dim=-1)
+
     def _density_network(self):
         if not self._network().has_density:
             raise PriorfitValidationError(NO_DENSITY)

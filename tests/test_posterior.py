@@ -188,3 +188,15 @@ def test_non_finite_simulations_are_dropped_before_training(problem):
     post = AmortizedPosterior("gmm", network=SMALL, **{**FAST, "max_epochs": 2})
     post.fit_simulations(theta, x, prior=problem.prior)
     assert post.num_dropped_ == 7 and post.sample(x[10], 50).shape == (50, 2)
+
+
+def test_log_prob_batch_matches_one_set_at_a_time(trained, problem):
+    x = problem.simulate(problem.prior.sample((60,))).unsqueeze(1)  # 60 sets: two chunks
+    samples = trained.sample_batch(x, 7)
+    batched = trained.log_prob_batch(samples, x)
+    assert batched.shape == (7, 60)
+    one_by_one = torch.stack([trained.log_prob(samples[:, b], x[b]) for b in (0, 55)], dim=1)
+    assert torch.allclose(batched[:, [0, 55]], one_by_one, atol=1e-5)
+    assert trained.log_prob_batch(samples[0], x).shape == (60,)
+    with pytest.raises(PriorfitValidationError, match=r"θ must have shape \(60, 2\) or \(S, 60, 2\)"):
+        trained.log_prob_batch(samples[:, :5], x)
