@@ -34,11 +34,13 @@ CARD_POSTERIORS = 200  # held-out simulations a fitted posterior's calibration c
 
 __all__ = ["AmortizedPosterior"]
 
-Estimator = Literal["flow", "gmm", "score"]
+Estimator = Literal["flow", "gmm", "score", "fmpe"]
 # the flow built unless told otherwise: coupling transforms, one network pass each to sample (as fast as sbi's nsf,
 # benchmarks/results/sbi_sampling.json). Stored in the checkpoint explicitly, so files of the earlier autoregressive
 # default (which lack "coupling") rebuild as they were trained.
 DEFAULT_FLOW = {"coupling": True, "transforms": 5, "hidden": [64, 64]}
+# estimators trained on a noisy regression loss (score matching, flow matching): weights averaged (EMA), no plateau
+AVERAGED = ("score", "fmpe")
 
 
 class AmortizedPosterior:
@@ -50,6 +52,8 @@ class AmortizedPosterior:
             (a score network trained on single observations whose scores compose for any n at sampling time;
             train it with ``num_iid=1``; ``sample`` only, no ``log_prob``). With ``network={"group_size": m}``
             and ``num_iid=(1, m)`` it is the partially factorized PF-NPSE: one score term per group of m.
+            "fmpe": flow matching (Dax et al. 2023): a velocity field trained by regression, sampled and evaluated
+            (``log_prob``) through zuko's ODE solver; slower to sample than "flow", often more accurate.
         num_iid: observations per θ in the training sets: an int or a (low, high) range (each θ gets its
             own n), so one network serves any n in it.
         network: extra keyword arguments of the network (``encoder={...}``, ``transforms``, ``components``...).
@@ -194,7 +198,7 @@ class AmortizedPosterior:
         network = {"kind": self.estimator, **self.network_kwargs}
         if self.estimator == "flow" and "passes" not in network and network.get("coupling", True):
             network = {**DEFAULT_FLOW, **network}
-        if x.shape[1] == 1 and self.estimator in ("flow", "gmm"):
+        if x.shape[1] == 1 and self.estimator in ("flow", "gmm", "fmpe"):
             # one observation per θ: attention over a single token is only extra depth, which overfits small
             # simulation budgets
             network["encoder"] = {"layers": 0, **network.get("encoder", {})}
@@ -203,13 +207,13 @@ class AmortizedPosterior:
             domain=domain_of_simulations(theta, x).to_dict(),
             network=network,
             lr=self.lr,
-            lr_plateau_patience=None if self.estimator == "score" else getattr(self, "lr_plateau_patience", None),
+            lr_plateau_patience=None if self.estimator in AVERAGED else getattr(self, "lr_plateau_patience", None),
             fisher_weight=getattr(self, "fisher_weight", 0.0),
         )
         task.keep_reference_sets(datamodule.held_out_x)  # before the trainer copies the module (EMA)
         keep_best = KeepBestWeights()
         callbacks = [pl.callbacks.EarlyStopping("val/loss", patience=self.patience), keep_best]
-        if self.estimator == "score":
+        if self.estimator in AVERAGED:
             # an exponential moving average of the weights smooths the noisy score-matching gradients; Lightning
             # validates with the averaged weights, which KeepBestWeights (listed first) keeps
             callbacks.append(pl.callbacks.EMAWeightAveraging(decay=0.999))

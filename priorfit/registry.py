@@ -45,6 +45,7 @@ FAMILIES: dict[str, str] = {
     "priorfit.networks.DistributionTransformer": "priorfit.networks.distribution_transformer:DistributionTransformer",
     "priorfit.networks.posterior.FlowPosterior": "priorfit.networks.posterior:FlowPosterior",
     "priorfit.networks.posterior.GMMPosterior": "priorfit.networks.posterior:GMMPosterior",
+    "priorfit.networks.flow_matching.FlowMatchingPosterior": "priorfit.networks.flow_matching:FlowMatchingPosterior",
     "priorfit.networks.score.ScoreNetwork": "priorfit.networks.score:ScoreNetwork",
 }
 # the defining modules' spellings of the same classes (``priorfit.priors.gp.GPPrior``) are accepted too
@@ -65,6 +66,7 @@ SIZE_LIMITS: dict[str, tuple[int, int]] = {
     "hidden": (1, 65536),
     "transforms": (1, 64),
     "passes": (1, 1024),
+    "time_dim": (2, 8192),
     "bins": (1, 1024),
     "components": (1, 1024),
     "group_size": (1, 100_000),

@@ -108,6 +108,7 @@ class PosteriorNetwork(nn.Module):
     """
 
     has_density = True  # a posterior network's declared capability: ``distribution(x)`` with sample and log_prob
+    loss_is_nll = True  # its training loss is −log q(θ | x) (validation logs it as val/nll)
 
     def __init__(self, theta_dim: int, x_dim: int, encoder: dict | None) -> None:
         super().__init__()

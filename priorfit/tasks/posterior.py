@@ -102,8 +102,10 @@ class PosteriorTask(pl.LightningModule):
             raise InvalidHyperparameterError(
                 f"fisher_weight must be >= 0 and fisher_samples >= 1, got {fisher_weight} and {fisher_samples}"
             )
-        if fisher_weight and not self.network.has_density:
-            raise InvalidHyperparameterError("fisher_weight needs a density network (flow, gmm), not a score network")
+        if fisher_weight and not getattr(self.network, "loss_is_nll", self.network.has_density):
+            raise InvalidHyperparameterError(
+                "fisher_weight needs a network trained by likelihood (flow, gmm), not a score or flow-matching one"
+            )
         self.register_buffer("standardized", torch.tensor(False))  # z-scoring fitted (saved with the weights)
         # held-out simulation sets (pool, reference) for AmortizedPosterior.check; sized by the checkpoint
         self.register_buffer("check_pool", torch.empty(0))
@@ -170,7 +172,7 @@ class PosteriorTask(pl.LightningModule):
             torch.manual_seed(batch_idx)
             loss = self.loss(theta, x).mean()
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(theta))
-        if self.network.has_density:  # the loss is the NLL of θ
+        if getattr(self.network, "loss_is_nll", self.network.has_density):  # the loss is the NLL of θ
             self.log("val/nll", loss, sync_dist=True, batch_size=len(theta))
 
     def configure_optimizers(self):
