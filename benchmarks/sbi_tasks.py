@@ -19,6 +19,7 @@ samples at n = 10 are reported.
     python benchmarks/sbi_tasks.py --section iid   # writes benchmarks/results/sbi_iid.{json,png}
     python benchmarks/sbi_tasks.py --section latency   # sampling time alone (results/sbi_latency.json)
     python benchmarks/sbi_tasks.py --section sampling  # flow layouts vs sbi: time and C2ST (sbi_sampling.{json,png})
+    python benchmarks/sbi_tasks.py --section fmpe      # flow matching vs sbi's FMPE (sbi_fmpe.json)
     python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
-from sbi.inference import NPE, NPSE
+from sbi.inference import FMPE, NPE, NPSE
 from sbi.utils.metrics import c2st
 
 from priorfit import AmortizedPosterior
@@ -319,8 +320,27 @@ SAMPLING_METHODS = {
 SAMPLING_SEEDS = (0, 1)  # training seeds: one run's C2ST moves by about 0.03 on two moons
 
 
-def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, rounds: int = 3) -> dict:
-    """Flows of each layout and sbi's NPE (nsf) trained on the same simulations with each of ``SAMPLING_SEEDS``:
+def _ours(estimator: str, network: dict, seed: int, theta, x, prior, *, max_epochs: int):
+    post = AmortizedPosterior(estimator, network=network, max_epochs=max_epochs, seed=seed, progress_bar=False)
+    post.fit_simulations(theta, x.unsqueeze(1), prior=prior)
+    return post.sample, post.log_prob
+
+
+def _sbi(kind: str, seed: int, theta, x, prior, *, max_epochs: int):
+    torch.manual_seed(seed)
+    if kind == "npe":
+        posterior, _ = train_sbi(theta, x, prior, max_epochs)
+    else:
+        inference = FMPE(prior=prior, show_progress_bars=False)
+        inference.append_simulations(theta, x).train(max_num_epochs=max_epochs)
+        posterior = inference.build_posterior()
+    return partial(_sbi_sample, posterior), partial(_sbi_log_prob, posterior)
+
+
+def run_race(
+    builders: dict, budget: int, num_obs: int, num_samples: int, seeds=SAMPLING_SEEDS, rounds: int = 3
+) -> dict:
+    """Each builder (seed, θ, x, prior) -> (sample, log_prob) trained on the same simulations per task and seed:
     C2ST and training time (means over seeds), and the time of 10,000 samples and of 10,000 log-densities for one
     observation (the first seed's models, timed in alternating rounds)."""
     results: dict = {}
@@ -332,27 +352,17 @@ def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, r
         theta = problem.prior.sample((budget,))
         x = problem.simulate(theta)
         samplers, densities = {}, {}
-        cell = {method: {"c2st_per_seed": [], "train_seconds_per_seed": []} for method in SAMPLING_METHODS}
-        for seed in SAMPLING_SEEDS:
-            for method, network in SAMPLING_METHODS.items():
+        cell = {method: {"c2st_per_seed": [], "train_seconds_per_seed": []} for method in builders}
+        for seed in seeds:
+            for method, build in builders.items():
                 start = time.perf_counter()
-                if network is None:
-                    torch.manual_seed(seed)
-                    posterior, _ = train_sbi(theta, x, problem.prior, max_epochs)
-                    sample = partial(_sbi_sample, posterior)
-                    density = partial(_sbi_log_prob, posterior)
-                else:
-                    post = AmortizedPosterior(
-                        "flow", network=network, max_epochs=max_epochs, seed=seed, progress_bar=False
-                    )
-                    post.fit_simulations(theta, x.unsqueeze(1), prior=problem.prior)
-                    sample, density = post.sample, post.log_prob
+                sample, density = build(seed, theta, x, problem.prior)
                 train_s = time.perf_counter() - start
                 scores = [float(c2st(sample(x_o, num_samples), ref)) for x_o, ref in zip(obs, references)]
                 cell[method]["c2st_per_seed"].append(float(np.mean(scores)))
                 cell[method]["train_seconds_per_seed"].append(train_s)
                 print(f"{task_name} seed {seed} {method:20s} C2ST {np.mean(scores):.3f} train {train_s:.0f} s")
-                if seed == SAMPLING_SEEDS[0]:
+                if seed == seeds[0]:
                     samplers[method], densities[method] = sample, density
         theta_eval = problem.prior.sample((10_000,))
         times = {method: {"sample": [], "log_prob": []} for method in samplers}
@@ -370,6 +380,20 @@ def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, r
             cell[method]["train_seconds"] = float(np.mean(cell[method]["train_seconds_per_seed"]))
             cell[method]["sample_10k_seconds"] = float(np.median(measured["sample"]))
             cell[method]["log_prob_10k_seconds"] = float(np.median(measured["log_prob"]))
+        results[task_name] = cell
+    return results
+
+
+def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> dict:
+    """Flows of each layout against sbi's NPE (nsf); ratios to sbi and C2ST differences to today's flow."""
+    builders = {
+        name: partial(_sbi, "npe", max_epochs=max_epochs)
+        if network is None
+        else partial(_ours, "flow", network, max_epochs=max_epochs)
+        for name, network in SAMPLING_METHODS.items()
+    }
+    results = run_race(builders, budget, num_obs, num_samples)
+    for task_name, cell in results.items():
         sbi = cell["sbi_npe_nsf"]
         for method in SAMPLING_METHODS:
             if method != "sbi_npe_nsf":
@@ -380,7 +404,21 @@ def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int, r
                 ours["c2st_vs_sbi"] = ours["c2st_mean"] - sbi["c2st_mean"]
                 shown = {k: round(v, 3) for k, v in ours.items() if not k.endswith("per_seed")}
                 print(task_name, method, shown, flush=True)
-        results[task_name] = cell
+    return results
+
+
+def run_fmpe(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> dict:
+    """Our flow matching against sbi's FMPE (its default MLP vector field) on the same simulations, one seed."""
+    builders = {
+        "fmpe": partial(_ours, "fmpe", {}, max_epochs=max_epochs),
+        "sbi_fmpe": partial(_sbi, "fmpe", max_epochs=max_epochs),
+    }
+    results = run_race(builders, budget, num_obs, num_samples, seeds=(0,), rounds=1)
+    for task_name, cell in results.items():
+        ours, theirs = cell["fmpe"], cell["sbi_fmpe"]
+        ours["c2st_vs_sbi_fmpe"] = ours["c2st_mean"] - theirs["c2st_mean"]
+        ours["sample_time_vs_sbi_fmpe"] = ours["sample_10k_seconds"] / theirs["sample_10k_seconds"]
+        print(task_name, {k: round(v, 3) for k, v in ours.items() if not k.endswith("per_seed")}, flush=True)
     return results
 
 
@@ -431,7 +469,7 @@ def plot_sampling(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=("tasks", "iid", "latency", "sampling"), default="tasks")
+    parser.add_argument("--section", choices=("tasks", "iid", "latency", "sampling", "fmpe"), default="tasks")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
@@ -458,6 +496,18 @@ def main() -> None:
         report["verdict"] = {name: sampling_verdict(results, name) for name in ("flow_coupling", "flow_coupling_10")}
         write_json(report, out)
         plot_sampling(results, out.with_suffix(".png"))
+        return
+    if args.section == "fmpe":
+        settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
+        if args.quick:
+            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
+        report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
+        report.update(run_fmpe(**settings))
+        report["load_average_end"] = list(os.getloadavg())
+        report["fmpe_within_0.02_of_sbi_fmpe"] = all(
+            report[task]["fmpe"]["c2st_vs_sbi_fmpe"] <= 0.02 for task in SAMPLING_TASKS
+        )
+        write_json(report, out)
         return
     if args.section == "latency":
         settings = {"budget": 10_000, "dim": 10, "max_epochs": 1000}
