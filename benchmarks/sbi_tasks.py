@@ -338,13 +338,19 @@ def _sbi(kind: str, seed: int, theta, x, prior, *, max_epochs: int):
 
 
 def run_race(
-    builders: dict, budget: int, num_obs: int, num_samples: int, seeds=SAMPLING_SEEDS, rounds: int = 3
+    builders: dict,
+    budget: int,
+    num_obs: int,
+    num_samples: int,
+    seeds=SAMPLING_SEEDS,
+    rounds: int = 3,
+    tasks=SAMPLING_TASKS,
 ) -> dict:
     """Each builder (seed, θ, x, prior) -> (sample, log_prob) trained on the same simulations per task and seed:
     C2ST and training time (means over seeds), and the time of 10,000 samples and of 10,000 log-densities for one
     observation (the first seed's models, timed in alternating rounds)."""
     results: dict = {}
-    for task_name in SAMPLING_TASKS:
+    for task_name in tasks:
         problem = get_problem(task_name, **TASKS.get(task_name, {}))
         obs = observations(problem, num_obs, seed=1000)
         references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
@@ -384,18 +390,27 @@ def run_race(
     return results
 
 
-def run_sampling(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> dict:
+def run_sampling(
+    budget: int,
+    num_obs: int,
+    num_samples: int,
+    max_epochs: int,
+    tasks=SAMPLING_TASKS,
+    seeds=SAMPLING_SEEDS,
+    methods=tuple(SAMPLING_METHODS),
+) -> dict:
     """Flows of each layout against sbi's NPE (nsf); ratios to sbi and C2ST differences to today's flow."""
+    methods = tuple(dict.fromkeys(("flow_autoregressive", *methods, "sbi_npe_nsf")))  # the two references always
     builders = {
         name: partial(_sbi, "npe", max_epochs=max_epochs)
-        if network is None
-        else partial(_ours, "flow", network, max_epochs=max_epochs)
-        for name, network in SAMPLING_METHODS.items()
+        if SAMPLING_METHODS[name] is None
+        else partial(_ours, "flow", SAMPLING_METHODS[name], max_epochs=max_epochs)
+        for name in methods
     }
-    results = run_race(builders, budget, num_obs, num_samples)
+    results = run_race(builders, budget, num_obs, num_samples, seeds=seeds, tasks=tasks)
     for task_name, cell in results.items():
         sbi = cell["sbi_npe_nsf"]
-        for method in SAMPLING_METHODS:
+        for method in methods:
             if method != "sbi_npe_nsf":
                 ours = cell[method]
                 ours["sample_time_vs_sbi"] = ours["sample_10k_seconds"] / sbi["sample_10k_seconds"]
@@ -474,6 +489,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
     parser.add_argument("--budget", type=int, help="sampling: simulations (default 1,000)")
+    parser.add_argument("--tasks", nargs="+", choices=SAMPLING_TASKS, help="sampling: a subset of the tasks")
+    parser.add_argument("--seeds", nargs="+", type=int, help=f"sampling: training seeds (default {SAMPLING_SEEDS})")
+    parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLING_METHODS), help="sampling: a subset")
     parser.add_argument("--counts", type=int, nargs="+", help=f"iid: numbers of observations (default {IID_COUNTS})")
     args = parser.parse_args()
     torch.set_num_threads(2)  # both tools on the same two threads
@@ -488,14 +506,23 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "load_average_start": list(os.getloadavg()),
             "methods": {name: network for name, network in SAMPLING_METHODS.items()},
-            "seeds": list(SAMPLING_SEEDS),
+            "seeds": list(args.seeds or SAMPLING_SEEDS),
         }
+        if args.tasks or args.seeds or args.methods:  # a subset, e.g. more seeds for one task
+            settings.update(tasks=args.tasks or SAMPLING_TASKS, seeds=args.seeds or SAMPLING_SEEDS)
+            settings.update(methods=args.methods or tuple(SAMPLING_METHODS))
+            report["settings"] = settings
         report.update(run_sampling(**settings))
         report["load_average_end"] = list(os.getloadavg())
-        results = {task: report[task] for task in SAMPLING_TASKS}
-        report["verdict"] = {name: sampling_verdict(results, name) for name in ("flow_coupling", "flow_coupling_10")}
+        results = {task: report[task] for task in settings.get("tasks", SAMPLING_TASKS)}
+        report["verdict"] = {
+            name: sampling_verdict(results, name)
+            for name in ("flow_coupling", "flow_coupling_10")
+            if all(name in cell for cell in results.values())
+        }
         write_json(report, out)
-        plot_sampling(results, out.with_suffix(".png"))
+        if not args.tasks:
+            plot_sampling(results, out.with_suffix(".png"))
         return
     if args.section == "fmpe":
         settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}

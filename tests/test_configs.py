@@ -82,6 +82,9 @@ def test_cli_trains_from_any_directory_with_offline_wandb_and_reports_the_gap(tm
     run_dirs = list((tmp_path / "runs" / "gp_tiny").iterdir())
     assert len(run_dirs) == 1
     assert list(run_dirs[0].glob("wandb/offline-run-*")), "wandb should have written an offline run"
+    log = (run_dirs[0] / "train.log").read_text()
+    assert "configuration:" in log and "NLL gap to the exact posterior predictive" in log  # not empty any more
+    assert "💡" not in result.stdout + result.stderr  # Lightning's advertisements are dropped
 
 
 @pytest.mark.slow
