@@ -35,10 +35,16 @@ CARD_POSTERIORS = 200  # held-out simulations a fitted posterior's calibration c
 __all__ = ["AmortizedPosterior"]
 
 Estimator = Literal["flow", "gmm", "score", "fmpe"]
-# the flow built unless told otherwise: coupling transforms, one network pass each to sample (as fast as sbi's nsf,
-# benchmarks/results/sbi_sampling.json). Stored in the checkpoint explicitly, so files of the earlier autoregressive
-# default (which lack "coupling") rebuild as they were trained.
-DEFAULT_FLOW = {"coupling": True, "transforms": 5, "hidden": [64, 64]}
+
+
+def default_flow(theta_dim: int) -> dict:
+    """The flow built unless told otherwise: coupling transforms, one network pass each to sample (as fast as sbi's
+    nsf; benchmarks/results/sbi_sampling.json). A coupling transform moves half of θ; in two dimensions that is
+    one coordinate, so a 1-D or 2-D θ gets twice as many (still cheap there). Stored in the checkpoint explicitly,
+    so files of the earlier autoregressive default (which lack "coupling") rebuild as they were trained."""
+    return {"coupling": True, "transforms": 10 if theta_dim <= 2 else 5, "hidden": [64, 64]}
+
+
 # estimators trained on a noisy regression loss (score matching, flow matching): weights averaged (EMA), no plateau
 AVERAGED = ("score", "fmpe")
 
@@ -47,7 +53,7 @@ class AmortizedPosterior:
     """Neural posterior estimation with a set encoder, trained by Lightning on a fixed simulation budget.
 
     Args:
-        estimator: "flow" (set encoder + neural spline flow: coupling transforms, ``DEFAULT_FLOW``;
+        estimator: "flow" (set encoder + neural spline flow: coupling transforms, ``default_flow``;
             ``network={"coupling": False}`` for zuko's autoregressive NSF), "gmm" (Gaussian-mixture head) or "score"
             (a score network trained on single observations whose scores compose for any n at sampling time;
             train it with ``num_iid=1``; ``sample`` only, no ``log_prob``). With ``network={"group_size": m}``
@@ -197,7 +203,7 @@ class AmortizedPosterior:
         )
         network = {"kind": self.estimator, **self.network_kwargs}
         if self.estimator == "flow" and "passes" not in network and network.get("coupling", True):
-            network = {**DEFAULT_FLOW, **network}
+            network = {**default_flow(theta.shape[-1]), **network}
         if x.shape[1] == 1 and self.estimator in ("flow", "gmm", "fmpe"):
             # one observation per θ: attention over a single token is only extra depth, which overfits small
             # simulation budgets

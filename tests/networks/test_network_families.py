@@ -158,7 +158,7 @@ def test_flow_layouts_default_to_coupling_and_old_configs_rebuild_autoregressive
     from priorfit import AmortizedPosterior
     from priorfit.errors import InvalidHyperparameterError
     from priorfit.networks.posterior import FlowPosterior
-    from priorfit.posterior import DEFAULT_FLOW
+    from priorfit.posterior import default_flow
     from priorfit.priors.simulators import GaussianLinear
     from priorfit.registry import build
 
@@ -166,7 +166,8 @@ def test_flow_layouts_default_to_coupling_and_old_configs_rebuild_autoregressive
     post = AmortizedPosterior("flow", max_epochs=2, progress_bar=False)
     post.fit(problem.prior, problem.simulate, num_simulations=300)
     stored = post.task_.hparams["network"]
-    assert {key: stored[key] for key in DEFAULT_FLOW} == DEFAULT_FLOW and post.task_.network.coupling
+    assert {key: stored[key] for key in default_flow(3)} == default_flow(3) and post.task_.network.coupling
+    assert default_flow(3)["transforms"] == 5 and default_flow(2)["transforms"] == 10
     x_obs = problem.simulate(problem.prior.sample((1,)))
     samples = post.sample(x_obs, 50)
     assert samples.shape == (50, 3) and torch.isfinite(post.log_prob(samples, x_obs)).all()
