@@ -449,6 +449,29 @@ def _sbi_log_prob(posterior, theta, x_o):
     return posterior.log_prob(theta, x=x_o)
 
 
+def pool_seeds(report: dict, extra: dict, source: str) -> None:
+    """Add another run's seeds (same task, simulations and methods) to ``report``'s C2ST and training times, and
+    recompute the means and ratios; sampling times stay those of the first run's models."""
+    for task_name in extra["settings"]["tasks"]:
+        cell, more = report[task_name], extra[task_name]
+        if cell.get("pooled_from") == source:
+            continue  # pooled before
+        for method, values in more.items():
+            if method in cell:
+                cell[method]["c2st_per_seed"] += values["c2st_per_seed"]
+                cell[method]["train_seconds_per_seed"] += values["train_seconds_per_seed"]
+                cell[method]["c2st_mean"] = float(np.mean(cell[method]["c2st_per_seed"]))
+                cell[method]["train_seconds"] = float(np.mean(cell[method]["train_seconds_per_seed"]))
+        sbi, autoregressive = cell["sbi_npe_nsf"], cell["flow_autoregressive"]
+        for method, values in cell.items():
+            if method != "sbi_npe_nsf":
+                values["train_time_vs_sbi"] = values["train_seconds"] / sbi["train_seconds"]
+                values["c2st_vs_autoregressive"] = values["c2st_mean"] - autoregressive["c2st_mean"]
+                values["c2st_vs_sbi"] = values["c2st_mean"] - sbi["c2st_mean"]
+        cell["seeds"] = report["seeds"] + extra["seeds"]
+        cell["pooled_from"] = source
+
+
 def default_method(task_name: str) -> str:
     """The benchmark's name of the flow ``AmortizedPosterior("flow")`` builds for this task (``default_flow``)."""
     theta_dim = get_problem(task_name, **TASKS.get(task_name, {})).theta_dim
@@ -501,6 +524,7 @@ def main() -> None:
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
     parser.add_argument("--budget", type=int, help="sampling: simulations (default 1,000)")
     parser.add_argument("--reverdict", action="store_true", help="sampling: recompute the bars from the JSON")
+    parser.add_argument("--pool", nargs="+", type=Path, help="sampling, --reverdict: add the seeds of these runs")
     parser.add_argument("--tasks", nargs="+", choices=SAMPLING_TASKS, help="sampling: a subset of the tasks")
     parser.add_argument("--seeds", nargs="+", type=int, help=f"sampling: training seeds (default {SAMPLING_SEEDS})")
     parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLING_METHODS), help="sampling: a subset")
@@ -511,6 +535,8 @@ def main() -> None:
     out = args.out or RESULTS / f"sbi_{args.section}.json"
     if args.section == "sampling" and args.reverdict:  # the bars again, from the JSON (after a change to them)
         report = json.loads(out.read_text())
+        for extra in args.pool or ():
+            pool_seeds(report, json.loads(extra.read_text()), f"benchmarks/results/{extra.name}")
         results = {task: report[task] for task in report["settings"].get("tasks", SAMPLING_TASKS)}
         report["verdict"] = {name: sampling_verdict(results, name) for name in ("default", *report["verdict"])}
         write_json(report, out)
