@@ -22,9 +22,18 @@ def _restore_threads():
 def test_free_cores_subtracts_the_busy_ones(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (2.7, 1.0, 1.0))
-    assert _threads.free_cores() == 2
+    monkeypatch.setattr(_threads, "runnable_others", lambda: 3)
+    assert _threads.free_cores() == 2  # busy now and over the last minute
+    monkeypatch.setattr(_threads, "runnable_others", lambda: 0)
+    assert _threads.free_cores() == 4  # the load of a job that just ended
+    monkeypatch.setattr(_threads, "runnable_others", lambda: None)  # no /proc: the load average alone
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 1.0, 1.0))
     assert _threads.free_cores() == 1  # never zero
+
+
+def test_runnable_others_reads_this_machine():
+    others = _threads.runnable_others()
+    assert others is None or others >= 0
 
 
 def test_a_busy_machine_lowers_the_threads_and_an_idle_one_keeps_them(monkeypatch):
