@@ -41,15 +41,19 @@ while True:
 """
 
 
-def timed(command: list[str], cwd: Path | None = None, env: dict | None = None) -> float:
+def timed(command: list[str], cwd: Path | None = None, env: dict | None = None) -> tuple[float, int, str]:
+    """Wall seconds, exit status and the output's last lines (a failing run is reported, not hidden)."""
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+    return time.perf_counter() - started, result.returncode, tail
 
 
 def median_time(command: list[str], repeats: int, **kwargs) -> dict:
-    times = [timed(command, **kwargs) for _ in range(repeats)]
-    return {"median_seconds": statistics.median(times), "seconds": times}
+    runs = [timed(command, **kwargs) for _ in range(repeats)]
+    times = [seconds for seconds, _, _ in runs]
+    failed = [tail for _, status, tail in runs if status != 0]
+    return {"median_seconds": statistics.median(times), "seconds": times, "failed_output": failed}
 
 
 def under_load() -> dict:
