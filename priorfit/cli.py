@@ -1,5 +1,6 @@
-"""The command lines' entry points: ``--help`` answered at once (no torch, Lightning or Hydra import), anything
-else handed to the Hydra application (``priorfit.train.main``, ``priorfit.evaluate.main``)."""
+"""The command lines' entry points: ``--help`` answered without importing Lightning or Hydra (``import priorfit``
+still loads torch, for the thread policy), anything else handed to the Hydra application (``priorfit.train.main``,
+``priorfit.evaluate.main``)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from priorfit._validation import (
 from priorfit.diagnostics.typicality import TypicalityResult
 from priorfit.domain import domain_of_simulations, usable_simulations, warn_lost_simulations
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
-from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_samples
+from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_log_prob, posterior_samples
 from priorfit.networks.score import ComposedScoreSampler
 from priorfit.registry import posterior_kinds
 from priorfit.runs import KeepBestWeights, make_logger, quiet_lightning
@@ -347,11 +347,7 @@ class AmortizedPosterior:
             )
         self._check_domain(x)
         device = next(network.parameters()).device
-        parts = []
-        for start in range(0, len(x), 50):  # sets in chunks, as sample_batch
-            block = network.distribution(x[start : start + 50].to(device))
-            parts.append(block.log_prob(theta[..., start : start + 50, :].to(device)))
-        return torch.cat(parts, dim=-1)
+        return posterior_log_prob(network, x.to(device), theta.to(device))
 
     def _density_network(self):
         if not self._network().has_density:

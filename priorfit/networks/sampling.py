@@ -8,7 +8,7 @@ from torch.distributions import Distribution, constraints
 
 from priorfit.errors import PriorfitValidationError
 
-__all__ = ["posterior_samples", "ObservedPosterior", "NO_DENSITY"]
+__all__ = ["posterior_samples", "posterior_log_prob", "ObservedPosterior", "NO_DENSITY"]
 
 NO_DENSITY = "the 'score' estimator has no tractable density: use sample(), or a 'flow' / 'gmm' estimator"
 
@@ -24,6 +24,15 @@ def posterior_samples(network, x: Tensor, num_samples: int, *, chunk: int = 50) 
         else:
             parts.append(network.distribution(block).sample((num_samples,)))
     return torch.cat(parts, dim=1)
+
+
+def posterior_log_prob(network, x: Tensor, theta: Tensor, *, chunk: int = 50) -> Tensor:
+    """log q(θ_b | x_b) for sets x (B, n, Dx) and θ (..., B, Dθ), in chunks of sets as ``posterior_samples``."""
+    parts = [
+        network.distribution(x[start : start + chunk]).log_prob(theta[..., start : start + chunk, :])
+        for start in range(0, len(x), chunk)
+    ]
+    return torch.cat(parts, dim=-1)
 
 
 class ObservedPosterior(Distribution):
