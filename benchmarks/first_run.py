@@ -4,6 +4,7 @@ bundled classifier, ``priorfit-train --help``, and (``--train``) the default ``p
     python benchmarks/first_run.py            # writes benchmarks/results/first_run.json
     python benchmarks/first_run.py --train    # also times the default training run (a few minutes)
     python benchmarks/first_run.py --under-load   # the test suite idle and beside a 2-thread torch job
+    python benchmarks/first_run.py --thread-variants tests/test_posterior.py   # thread settings beside that job
 
 Times are wall-clock seconds of the whole process (interpreter start included), the median of ``--repeats``
 runs, with the machine's load average recorded beside them. ``--under-load`` runs the default test command
@@ -79,13 +80,56 @@ def under_load() -> dict:
     return {"idle": idle, "beside_a_2_thread_job": loaded, "ratio": ratio, "within_2x": ratio <= 2}
 
 
+# thread settings of the test run beside a busy job: priorfit's default (the free cores), all cores with OpenMP
+# threads that spin while they wait (libgomp's default) or sleep (PASSIVE, set before torch loads)
+THREAD_VARIANTS = {
+    "default (free cores)": {},
+    "2 threads, spinning": {"PRIORFIT_THREADS": "2"},
+    "2 threads, OMP_WAIT_POLICY=PASSIVE": {"PRIORFIT_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
+}
+
+
+def thread_variants(tests: list[str]) -> dict:
+    """A part of the suite (``tests``) idle and beside the busy job under each of THREAD_VARIANTS, alternating."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
+    base = {key: value for key, value in os.environ.items() if key not in ("PRIORFIT_THREADS", "OMP_WAIT_POLICY")}
+    report: dict = {"tests": tests, "variants": {}}
+    for loaded in (False, True):
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if loaded else None
+        try:
+            if busy is not None:
+                time.sleep(75)
+            for name, settings in THREAD_VARIANTS.items():
+                seconds, status, tail = timed(command, cwd=ROOT, env={**base, **settings})
+                row = report["variants"].setdefault(name, {})
+                row["loaded" if loaded else "idle"] = {"seconds": seconds, "status": status}
+                if status:
+                    row["failed_output"] = tail
+        finally:
+            if busy is not None:
+                busy.kill()
+    for row in report["variants"].values():
+        row["ratio"] = row["loaded"]["seconds"] / row["idle"]["seconds"]
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train", action="store_true", help="also time the default priorfit-train run")
     parser.add_argument("--under-load", action="store_true", help="time the test suite idle and beside a busy job")
+    parser.add_argument(
+        "--thread-variants",
+        nargs="+",
+        metavar="TEST",
+        help="time these tests idle and beside a busy job under each thread setting (THREAD_VARIANTS)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.thread_variants:
+        out = args.out or RESULTS / "threads_under_load.json"
+        write_json({"load_average_start": list(os.getloadavg()), **thread_variants(args.thread_variants)}, out)
+        return
     if args.under_load:
         out = args.out or RESULTS / "suite_under_load.json"
         write_json({"command": "python -m pytest -q --durations=20", **under_load()}, out)

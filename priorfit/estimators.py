@@ -357,7 +357,12 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
     def predict(self, X, *, output_type: OutputType = "mean", quantiles=DEFAULT_QUANTILES) -> Any:
         """Point predictions (``"mean"``, ``"median"``, ``"mode"``), ``"quantiles"`` (list of arrays, one
         per level), or ``"full"``: a dict of all of them plus ``"borders"`` and ``"probabilities"``
-        (bucket edges in target units and each row's bucket probabilities)."""
+        (bucket edges in target units and each row's bucket probabilities).
+
+        The mean counts each tail bucket at a tail continuing its neighbour's density
+        (:meth:`~priorfit.networks.BarDistribution.bounded_mean`), not at the wide half-normal the density
+        uses, so a query the model extrapolates to gets a mean that stays near the prior's target range instead
+        of one dragged far past its median by tail mass."""
         if output_type not in ("mean", "median", "mode", "quantiles", "full"):
             raise PriorfitValidationError(
                 f"output_type must be mean, median, mode, quantiles or full, got {output_type!r}"
@@ -384,7 +389,7 @@ class PFNRegressor(RegressorMixin, _TabularPFN):
         """The requested outputs of (c, K) averaged log bucket probabilities, in target units."""
         head, out = self.head_, {}
         if "mean" in wanted:
-            out["mean"] = self._unscale(head.mean(logits))
+            out["mean"] = self._unscale(head.bounded_mean(logits))
         if "median" in wanted:
             out["median"] = self._unscale(head.quantile(logits, 0.5))
         if "mode" in wanted:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,10 +26,13 @@ from priorfit.domain import domain_of_simulations, usable_simulations, warn_lost
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_log_prob, posterior_samples
 from priorfit.networks.score import ComposedScoreSampler
+from priorfit.priors.truncated import TruncatedPrior
 from priorfit.registry import posterior_kinds
 from priorfit.runs import KeepBestWeights, make_logger, quiet_lightning
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
+TRUNCATION_SAMPLES = 10_000  # posterior draws whose log densities place a truncated round's threshold (as sbi)
+LOG_PROB_CHUNK = 50_000  # parameters per log-density call when testing prior draws against that threshold
 CARD_POSTERIORS = 200  # held-out simulations a fitted posterior's calibration card is computed on
 
 __all__ = ["AmortizedPosterior"]
@@ -47,6 +50,7 @@ def default_flow(theta_dim: int) -> dict:
 
 # estimators trained on a noisy regression loss (score matching, flow matching): weights averaged (EMA), no plateau
 AVERAGED = ("score", "fmpe")
+ENSEMBLE = "priorfit.networks.ensemble.EnsemblePosterior"  # the network family of n_ensemble > 1
 
 
 class AmortizedPosterior:
@@ -79,6 +83,9 @@ class AmortizedPosterior:
             Langevin corrector).
         fisher_weight: weight of the Fisher-information trace regularizer (adversarial robustness, Glöckler
             et al. 2023; ``priorfit.robustness``) in the training loss; flow and gmm only.
+        n_ensemble: train this many networks of the estimator's family side by side from different initial
+            weights and answer with their equal-weight mixture (``priorfit.networks.ensemble``; as sbi's
+            ``EnsemblePosterior``): wider where the members disagree. Density estimators only (not "score").
 
     Example:
         >>> from priorfit.priors.simulators import GaussianLinear
@@ -107,6 +114,7 @@ class AmortizedPosterior:
         iid_method: Literal["gauss", "geffner"] = "gauss",
         lr_plateau_patience: int | None = 5,
         fisher_weight: float = 0.0,
+        n_ensemble: int = 1,
         device: str = "cpu",
     ) -> None:
         if not isinstance(estimator, str) or estimator not in posterior_kinds():  # the registry's posterior families
@@ -129,6 +137,12 @@ class AmortizedPosterior:
         )
         check_int(seed, "seed")
         check_float(fisher_weight, "fisher_weight", minimum=0)
+        check_int(n_ensemble, "n_ensemble", minimum=1)
+        if n_ensemble > 1 and (estimator == "score" or fisher_weight):
+            raise InvalidHyperparameterError(
+                "n_ensemble > 1 mixes the members' densities: use a density estimator ('flow', 'gmm', 'fmpe') "
+                "without fisher_weight"
+            )
         check_device(device)
         if sampling_steps is not None:
             check_int(sampling_steps, "sampling_steps", minimum=1)
@@ -149,6 +163,7 @@ class AmortizedPosterior:
         self.iid_method = iid_method
         self.lr_plateau_patience = lr_plateau_patience
         self.fisher_weight = fisher_weight
+        self.n_ensemble = n_ensemble
         self.device = device
         self.task_: Any = None
         self.prior_: torch.distributions.Distribution | None = None
@@ -159,22 +174,67 @@ class AmortizedPosterior:
         self,
         prior: torch.distributions.Distribution,
         simulator: Callable[[Tensor], Tensor],
-        num_simulations: int = 10_000,
+        num_simulations: int | Sequence[int] = 10_000,
+        *,
+        x_obs: Tensor | None = None,
+        truncation_quantile: float = 1e-4,
     ) -> AmortizedPosterior:
-        """Simulate ``num_simulations`` parameter draws (``num_iid`` observations each) and train on them."""
+        """Simulate ``num_simulations`` parameter draws (``num_iid`` observations each) and train on them.
+
+        A list of budgets (``[1000, 1000, 1000]``) trains in rounds for the one observation set ``x_obs``
+        (truncated sequential NPE, Deistler et al. 2022): round 1 draws θ from the prior; each later round from
+        the prior truncated to the current estimate's highest-density region for ``x_obs`` (all but
+        ``truncation_quantile`` of its mass; ``priorfit.priors.TruncatedPrior``), and the network is retrained
+        on every round's simulations. The answer is meant for ``x_obs``; ``rounds_`` records each round.
+        """
         from priorfit.priors.simulator_prior import SimulatorPrior
 
-        check_int(num_simulations, "num_simulations", minimum=10)
+        budgets = [num_simulations] if isinstance(num_simulations, int) else list(num_simulations)
+        if not budgets:
+            raise PriorfitValidationError("num_simulations must be a positive integer or a list of them")
+        for budget in budgets:
+            check_int(budget, "num_simulations", minimum=10)
         if not callable(simulator):
             raise PriorfitValidationError(f"simulator must be a function θ -> x, got {type(simulator).__name__}")
-        simulator_prior = SimulatorPrior(prior, simulator, num_iid=self.num_iid)
-        simulations = simulate_budget(simulator_prior, num_simulations, 1, seed=self.seed)
-        self.fit_simulations(*simulations, prior=prior)
-        self.num_dropped_ += simulator_prior.num_dropped  # redrawn in simulation, so never trained on
-        warn_lost_simulations(
-            simulator_prior.num_dropped, simulator_prior.num_simulated, "returned NaN/inf and were redrawn"
-        )
+        if len(budgets) > 1:
+            if x_obs is None:
+                raise PriorfitValidationError(
+                    "rounds (a list of num_simulations) truncate the prior around one observation: pass x_obs"
+                )
+            if self.estimator == "score":
+                raise PriorfitValidationError(NO_DENSITY + " (truncated rounds need one)")
+            check_float(truncation_quantile, "truncation_quantile", minimum=0, maximum=1, open_maximum=True)
+        thetas, xs, self.rounds_, proposal, redrawn = [], [], [], prior, 0
+        for index, budget in enumerate(budgets):
+            simulator_prior = SimulatorPrior(proposal, simulator, num_iid=self.num_iid)
+            theta, x = simulate_budget(simulator_prior, budget, 1, seed=self.seed + index)
+            thetas.append(theta)
+            xs.append(x)
+            warn_lost_simulations(
+                simulator_prior.num_dropped, simulator_prior.num_simulated, "returned NaN/inf and were redrawn"
+            )
+            redrawn += simulator_prior.num_dropped
+            self.fit_simulations(torch.cat(thetas), torch.cat(xs), prior=prior)
+            self.num_dropped_ += redrawn  # redrawn in simulation, so never trained on
+            acceptance = getattr(proposal, "acceptance_rate", None)
+            self.rounds_.append({"num_simulations": budget, "prior_acceptance": acceptance})
+            if index + 1 < len(budgets):
+                proposal = self._truncated_prior(prior, x_obs, truncation_quantile)
         return self
+
+    def _truncated_prior(self, prior, x_obs: Tensor, quantile: float) -> TruncatedPrior:
+        """The prior restricted to the current estimate's highest-density region for x_obs."""
+        with torch.no_grad():
+            samples = self.sample(x_obs, TRUNCATION_SAMPLES)
+            log_q = self.log_prob(samples, x_obs)
+        threshold = float(torch.quantile(log_q.double(), quantile))
+        x_set = as_float_tensor(x_obs, "x_obs")
+
+        def log_density(theta: Tensor) -> Tensor:  # in chunks: rejection may test a million prior draws at once
+            theta = theta.to(torch.float32)
+            return torch.cat([self.log_prob(part, x_set) for part in theta.split(LOG_PROB_CHUNK)])
+
+        return TruncatedPrior(prior, log_density, threshold)
 
     def fit_simulations(
         self, theta: Tensor, x: Tensor, *, prior: torch.distributions.Distribution | None = None
@@ -208,6 +268,10 @@ class AmortizedPosterior:
             # one observation per θ: attention over a single token is only extra depth, which overfits small
             # simulation budgets
             network["encoder"] = {"layers": 0, **network.get("encoder", {})}
+        if getattr(self, "n_ensemble", 1) > 1:  # k member configs, each built (and allow-listed) by the registry
+            sizes = {"theta_dim": theta.shape[-1], "x_dim": x.shape[-1]}
+            member = {"_target_": posterior_kinds()[network.pop("kind")], **network, **sizes}
+            network = {"_target_": ENSEMBLE, "members": [member] * self.n_ensemble}
         task = PosteriorTask(
             prior=SimulationShapes(theta.shape[-1], x.shape[-1]),
             domain=domain_of_simulations(theta, x).to_dict(),

@@ -37,6 +37,7 @@ FAMILIES: dict[str, str] = {
     "priorfit.priors.BNNPrior": "priorfit.priors.bnn:BNNPrior",
     "priorfit.priors.SCMPrior": "priorfit.priors.scm:SCMPrior",
     "priorfit.priors.PriorMixture": "priorfit.priors.mixture:PriorMixture",
+    "priorfit.priors.ExactRelationPrior": "priorfit.priors.relations:ExactRelationPrior",
     "priorfit.priors.LearningCurvePrior": "priorfit.priors.learning_curves:LearningCurvePrior",
     "priorfit.priors.RandomGMMPrior": "priorfit.priors.gmm:RandomGMMPrior",
     "priorfit.priors.simulators.simulator_prior": "priorfit.priors.simulators:simulator_prior",
@@ -47,6 +48,7 @@ FAMILIES: dict[str, str] = {
     "priorfit.networks.posterior.GMMPosterior": "priorfit.networks.posterior:GMMPosterior",
     "priorfit.networks.flow_matching.FlowMatchingPosterior": "priorfit.networks.flow_matching:FlowMatchingPosterior",
     "priorfit.networks.score.ScoreNetwork": "priorfit.networks.score:ScoreNetwork",
+    "priorfit.networks.ensemble.EnsemblePosterior": "priorfit.networks.ensemble:EnsemblePosterior",
 }
 # the defining modules' spellings of the same classes (``priorfit.priors.gp.GPPrior``) are accepted too
 _ALIASES = {spec.replace(":", "."): name for name, spec in FAMILIES.items()}

@@ -195,6 +195,25 @@ def test_regressor_log_density_is_a_density_in_y_units(regression_fit):
         reg.predict_log_density(X_test[:3], [1.0, 2.0])
 
 
+def test_a_far_out_query_gets_a_bounded_mean_and_a_warning():
+    """y = x0 + x1 on [-1, 1]^2; queries up to 20x beyond the training range (issue 26: the mean once went 2.5x
+    past the truth while the median stayed near it)."""
+    from priorfit.errors import OutOfDomainWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(200, 2))
+    y = X.sum(1)
+    reg = PFNRegressor().fit(X, y)
+    far = np.array([[1.2, 0.9], [3.0, 1.0], [20.0, 1.0], [-20.0, -1.0]])
+    with pytest.warns(OutOfDomainWarning, match="extrapolates"):
+        full = reg.predict(far, output_type="full")
+    b = reg.head_.borders.numpy()
+    low, high = np.array([2 * b[1] - b[2], 2 * b[-2] - b[-3]]) * reg.y_scale_ + reg.y_mean_  # inner range + a bucket
+    assert np.isfinite(full["mean"]).all()
+    assert ((low <= full["mean"]) & (full["mean"] <= high)).all()
+    assert (np.abs(full["mean"] - full["median"]) < 0.5 * y.std()).all()
+
+
 def test_members_with_identical_views_run_once():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 1))

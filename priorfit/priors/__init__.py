@@ -8,8 +8,10 @@ from priorfit.priors.gp_predictive import GPPredictive
 from priorfit.priors.hyperpriors import Fixed, Hyperprior, LogNormal, LogUniform, Normal, Uniform
 from priorfit.priors.learning_curves import LearningCurvePrior
 from priorfit.priors.mixture import PriorMixture
+from priorfit.priors.relations import ExactRelationPrior
 from priorfit.priors.scm import SCMPrior
 from priorfit.priors.simulator_prior import SimulatorError, SimulatorPrior
+from priorfit.priors.truncated import TruncatedPrior
 
 __all__ = [
     "Batch",
@@ -19,8 +21,10 @@ __all__ = [
     "BNNPrior",
     "PriorMixture",
     "SCMPrior",
+    "ExactRelationPrior",
     "SimulatorPrior",
     "SimulatorError",
+    "TruncatedPrior",
     "kernel_matrix",
     "Hyperprior",
     "Fixed",

@@ -65,6 +65,24 @@ def test_mean_variance_and_sample_agree(head, logits):
     assert torch.allclose(draws.var(0), head.variance(logits), rtol=0.03, atol=0.01)
 
 
+def test_bounded_mean_keeps_tail_mass_near_the_edges(head, logits):
+    """The mean of a head whose right tail bucket is 12 units wide, next to a 0.5-wide inner bucket."""
+    wide = BarDistribution(torch.tensor([-2.0, -1.5, -1.0, 0.0, 0.5, 1.0, 13.0], dtype=torch.float64))
+    no_tails = torch.tensor([-50.0, 0.0, 1.0, 0.5, 2.0, -50.0], dtype=torch.float64)
+    assert torch.allclose(wide.bounded_mean(no_tails), wide.mean(no_tails), atol=1e-12)
+    right_tail = torch.tensor([-50.0, -50.0, -50.0, -50.0, -50.0, 0.0], dtype=torch.float64)
+    assert wide.mean(right_tail).item() > 10  # the half-normal's mean: 1 + 12 / 0.674 * 0.798
+    assert math.isclose(wide.bounded_mean(right_tail).item(), 1.0 + 0.5 * 2 / math.pi, rel_tol=1e-9)
+    left_tail = right_tail.flip(0)
+    assert math.isclose(wide.bounded_mean(left_tail).item(), -1.5 - 0.5 * 2 / math.pi, rel_tol=1e-9)
+    # any logits: within the inner buckets widened by their outermost widths; the small tails of `head` unchanged
+    anything = 30 * torch.randn(1000, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    means = wide.bounded_mean(anything)
+    assert bool((means >= -2.0).all() and (means <= 1.5).all())
+    narrow = BarDistribution(torch.tensor([-1.1, -1.0, 0.0, 1.0, 1.1], dtype=torch.float64))
+    assert torch.allclose(narrow.bounded_mean(logits[..., :4]), narrow.mean(logits[..., :4]))
+
+
 def test_distribution_interface(head, logits):
     dist = head(logits)
     y = torch.zeros(3, 4, dtype=torch.float64)

@@ -74,6 +74,26 @@ def _score():
     return network, output, loss, (2, 2)
 
 
+def _ensemble():
+    def make():
+        members = [
+            resolve_target("priorfit.networks.posterior.GMMPosterior")(
+                theta_dim=2, x_dim=3, encoder={"width": 8, "heads": 2, "layers": 1}, components=2
+            )
+            for _ in range(2)
+        ]
+        network = resolve_target("priorfit.networks.ensemble.EnsemblePosterior")(theta_dim=2, x_dim=3, members=members)
+        fit_theta, fit_x, theta, x = _inputs((50, 2), (50, N, 3), (B, 2), (B, N, 3))
+        network.fit_standardization(fit_theta, fit_x)
+
+        def output():
+            return network.distribution(x).log_prob(theta)
+
+        return network, output, lambda: network.training_loss(theta, x).sum(), (B,)
+
+    return make
+
+
 MAKERS = {
     "priorfit.networks.PFNTransformer": _pfn,
     "priorfit.networks.DistributionTransformer": _dt,
@@ -83,6 +103,7 @@ MAKERS = {
         "priorfit.networks.flow_matching.FlowMatchingPosterior", hidden=[16, 16], time_dim=8
     ),
     "priorfit.networks.score.ScoreNetwork": _score,
+    "priorfit.networks.ensemble.EnsemblePosterior": _ensemble(),
 }
 
 

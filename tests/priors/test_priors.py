@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
-from priorfit.priors import Batch, BNNPrior, GPPrior, LogUniform, Prior, SCMPrior, kernel_matrix
+from priorfit.priors import Batch, BNNPrior, ExactRelationPrior, GPPrior, LogUniform, Prior, SCMPrior, kernel_matrix
 
 PRIORS = {
     "gp_rbf": lambda: GPPrior(kernel="rbf", num_features=2),
@@ -20,6 +20,7 @@ PRIORS = {
     "bnn": lambda: BNNPrior(num_features=3),
     "scm_classification": lambda: SCMPrior(num_features=5, task="classification"),
     "scm_regression": lambda: SCMPrior(num_features=4, task="regression"),
+    "exact_relations": lambda: ExactRelationPrior(num_features=4),
 }
 
 
