@@ -8,20 +8,22 @@ split, 5 splits. Ridge (RidgeCV over alphas 1e-8..1e2; NLL from a Gaussian with 
 deviation) and a GP (constant × ARD RBF + white noise down to 1e-10, marginal likelihood, normalize_y) are the
 references. RMSE and NLL are in units of the training targets' standard deviation, so cases compare.
 
-Far-out queries: y = x0 + x1 on [-1, 1]², queries with x0 from 1.2 to 20 (20 % to 20× beyond the training
-maximum): the predict() mean (tail buckets bounded, the default), the mean under the density's half-normal tails
-(what predict() returned before), the median and the truth.
+Far-out queries: y = x0 + x1 and the right-skewed y = exp(1.5 x0) + x1, 200 training rows on [-1, 1]², queries
+with x0 from 1.2 to 20 (20 % to 20× beyond the training maximum): the predict() mean (tail buckets bounded, the
+default), the mean under the density's half-normal tails (what predict() returned before), the median and the
+truth.
 
 Ordinary tables: ``benchmarks/tabular.py``'s regression tables (diabetes, 1-D and 4-D GP draws), to check a
 change for exact relations costs nothing there.
 
     python benchmarks/exact_relations.py [--checkpoint NAME_OR_PATH] [--out benchmarks/results/exact_relations.json]
+    python benchmarks/exact_relations.py --sections far_queries   # rerun one section, keep the others
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import time
 import warnings
 from pathlib import Path
@@ -145,25 +147,36 @@ def exact_cases(checkpoint: str | None) -> dict:
     return results
 
 
+FAR_TABLES = {  # y as a function of (x0, x1); training rows on [-1, 1]^2
+    "sum": lambda x0, x1: x0 + x1,
+    "exponential": lambda x0, x1: np.exp(1.5 * x0) + x1,  # right-skewed: far queries land in the upper tail bucket
+}
+
+
 def far_queries(checkpoint: str | None) -> dict:
-    rng = np.random.default_rng(0)
-    X = rng.uniform(-1, 1, size=(ROWS, 2))
-    model = PFNRegressor(checkpoint=checkpoint).fit(X, X.sum(1))
-    reach = np.array([1.2, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0])
-    queries = np.column_stack([reach, np.full_like(reach, 0.9)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # every one of these rows is outside the training range: that is the point
-        full = model.predict(queries, output_type="full")
-    log_probs = torch.as_tensor(np.log(np.clip(full["probabilities"], 1e-300, None)))
-    wide_mean = model.head_.mean(log_probs).numpy() * model.y_scale_ + model.y_mean_
-    return {
-        "x0": reach.tolist(),
-        "truth": queries.sum(1).tolist(),
-        "mean": full["mean"].tolist(),
-        "mean_with_half_normal_tails": wide_mean.tolist(),
-        "median": full["median"].tolist(),
-        "training_y_range": [float(X.sum(1).min()), float(X.sum(1).max())],
-    }
+    report = {}
+    for name, target in FAR_TABLES.items():
+        rng = np.random.default_rng(0)
+        X = rng.uniform(-1, 1, size=(ROWS, 2))
+        y = target(X[:, 0], X[:, 1])
+        model = PFNRegressor(checkpoint=checkpoint).fit(X, y)
+        reach = np.array([1.2, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0])
+        queries = np.column_stack([reach, np.full_like(reach, 0.9)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # every one of these rows is outside the training range: the point
+            full = model.predict(queries, output_type="full")
+        log_probs = torch.as_tensor(np.log(np.clip(full["probabilities"], 1e-300, None)))
+        wide_mean = model.head_.mean(log_probs).numpy() * model.y_scale_ + model.y_mean_
+        report[name] = {
+            "x0": reach.tolist(),
+            "truth": target(queries[:, 0], queries[:, 1]).tolist(),
+            "mean": full["mean"].tolist(),
+            "mean_with_half_normal_tails": wide_mean.tolist(),
+            "median": full["median"].tolist(),
+            "training_y_range": [float(y.min()), float(y.max())],
+            "training_y_mean_and_std": [float(y.mean()), float(y.std())],
+        }
+    return report
 
 
 def ordinary_tables(checkpoint: str | None) -> dict:
@@ -172,6 +185,9 @@ def ordinary_tables(checkpoint: str | None) -> dict:
         name: {"pfn_nll": r["PFNRegressor"]["nll"]["mean"], "gp_nll": r["GaussianProcessRegressor"]["nll"]["mean"]}
         for name, r in tabular.regression().items()
     }
+
+
+SECTIONS = {"exact": exact_cases, "far_queries": far_queries, "ordinary_tables": ordinary_tables}
 
 
 def plot(report: dict, path: Path) -> None:
@@ -188,14 +204,16 @@ def plot(report: dict, path: Path) -> None:
     left.set_ylabel("test RMSE / training std of y")
     left.set_title("Targets that are exact functions of the columns")
     left.legend(loc="upper left", fontsize=8)
-    far = report["far_queries"]
-    right.plot(far["x0"], far["truth"], "k--", label="truth x0 + x1")
+    far = report["far_queries"]["exponential"]
+    right.plot(far["x0"], far["truth"], "k--", label="truth exp(1.5 x0) + x1")
+    right.axhline(far["training_y_range"][1], color="grey", lw=0.8, ls=":")
     right.plot(far["x0"], far["mean"], "o-", label="predict() mean")
     right.plot(far["x0"], far["mean_with_half_normal_tails"], "s:", label="mean with the density's tails")
     right.plot(far["x0"], far["median"], "^-", label="median")
     right.axvline(1.0, color="grey", lw=0.8)
-    right.text(1.05, right.get_ylim()[0], " training max of x0", color="grey", va="bottom", fontsize=8)
+    right.text(0.02, 0.02, "grey: training max of x0 (line), of y (dotted)", color="grey", transform=right.transAxes)
     right.set_xscale("log")
+    right.set_ylim(far["training_y_range"][0] - 1, 2.5 * max(far["mean_with_half_normal_tails"]))
     right.set_xlabel("query x0 (training rows: x0, x1 in [-1, 1])")
     right.set_ylabel("prediction")
     right.set_title("A query beyond the training range")
@@ -209,17 +227,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="regressor checkpoint name or path (default: tabular-reg-small)")
     parser.add_argument("--out", type=Path, default=RESULTS / "exact_relations.json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report = {
-        "checkpoint": args.checkpoint or "tabular-reg-small",
-        "torch_threads": args.threads,
-        "load_average_start": list(os.getloadavg()),
-        "exact": exact_cases(args.checkpoint),
-        "far_queries": far_queries(args.checkpoint),
-        "ordinary_tables": ordinary_tables(args.checkpoint),
-        "load_average_end": list(os.getloadavg()),
-    }
+    report = json.loads(args.out.read_text()) if set(args.sections) != set(SECTIONS) and args.out.exists() else {}
+    report.update(checkpoint=args.checkpoint or "tabular-reg-small", torch_threads=args.threads)
+    for section in args.sections:  # sections not named are kept from --out
+        report[section] = SECTIONS[section](args.checkpoint)
     write_json(report, args.out)
     plot(report, args.out.with_suffix(".png"))
 
