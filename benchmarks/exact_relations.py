@@ -13,6 +13,8 @@ with x0 from 1.2 to 20 (20 % to 20× beyond the training maximum): the predict()
 default), the mean under the density's half-normal tails (what predict() returned before), the median and the
 truth.
 
+Resolution: the width of the bar distribution's bucket at standardised targets -3..3 and the NLL floor it sets.
+
 Ordinary tables: ``benchmarks/tabular.py``'s regression tables (diabetes, 1-D and 4-D GP draws), to check a
 change for exact relations costs nothing there.
 
@@ -187,7 +189,25 @@ def ordinary_tables(checkpoint: str | None) -> dict:
     }
 
 
-SECTIONS = {"exact": exact_cases, "far_queries": far_queries, "ordinary_tables": ordinary_tables}
+def resolution(checkpoint: str | None) -> dict:
+    """Width of the bucket holding a standardised target y, and the NLL floor it sets (all mass in that bucket):
+    whether the head can express a residual of 1e-3 of the target's spread at all."""
+    import math
+
+    borders = PFNRegressor(checkpoint=checkpoint)._load_model().head.borders.double()
+    rows = []
+    for y in (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0):
+        width = float(borders.diff()[int(torch.searchsorted(borders, torch.tensor(y, dtype=torch.float64))) - 1])
+        rows.append({"standardised_y": y, "bucket_width": width, "nll_floor": math.log(width)})
+    return {"num_buckets": len(borders) - 1, "by_y": rows}
+
+
+SECTIONS = {
+    "exact": exact_cases,
+    "far_queries": far_queries,
+    "ordinary_tables": ordinary_tables,
+    "resolution": resolution,
+}
 
 
 def plot(report: dict, path: Path) -> None:

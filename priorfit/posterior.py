@@ -479,6 +479,7 @@ class AmortizedPosterior:
         posterior = cls(logger=None)
         # the family's declared name, which may be a trusted family of the user's that is not on the allow list
         posterior.estimator, posterior.task_, posterior.prior_ = task.network.estimator, task.eval(), prior
+        posterior.n_ensemble = len(getattr(task.network, "members", [task.network]))
         return posterior
 
     @classmethod

@@ -60,7 +60,7 @@ def test_saved_ensemble_loads_with_the_same_answers(ensemble, problem, tmp_path)
     x_obs = torch.tensor([[0.3, -0.2]])
     theta = torch.randn(50, 2)
     loaded = priorfit.load(ensemble.save(tmp_path / "ensemble.safetensors"))
-    assert loaded.estimator == "gmm"
+    assert loaded.estimator == "gmm" and loaded.n_ensemble == 3
     torch.testing.assert_close(loaded.log_prob(theta, x_obs), ensemble.log_prob(theta, x_obs))
 
 
