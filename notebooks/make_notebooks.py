@@ -27,7 +27,6 @@ import torch
 from hydra import compose, initialize_config_module
 from priorfit.train import train
 
-torch.set_num_threads(2)
 os.chdir(tempfile.mkdtemp(prefix="priorfit_quickstart_"))  # a scratch folder: the run writes quickstart_run/
 with initialize_config_module(config_module="priorfit.conf", version_base="1.3"):
     cfg = compose(config_name="train", overrides=[
@@ -221,7 +220,6 @@ from priorfit import AmortizedPosterior
 from priorfit.diagnostics import pairplot
 from priorfit.priors.simulators import get_problem
 
-torch.set_num_threads(2)
 torch.manual_seed(0)
 
 

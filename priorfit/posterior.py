@@ -185,7 +185,8 @@ class AmortizedPosterior:
         (truncated sequential NPE, Deistler et al. 2022): round 1 draws θ from the prior; each later round from
         the prior truncated to the current estimate's highest-density region for ``x_obs`` (all but
         ``truncation_quantile`` of its mass; ``priorfit.priors.TruncatedPrior``), and the network is retrained
-        on every round's simulations. The answer is meant for ``x_obs``; ``rounds_`` records each round.
+        on every round's simulations. The answer is meant for ``x_obs``; ``rounds_`` records each round. The
+        rejection evaluates log q for many prior draws: cheap for "flow" and "gmm", an ODE solve each for "fmpe".
         """
         from priorfit.priors.simulator_prior import SimulatorPrior
 
