@@ -60,10 +60,12 @@ class ContextAttentionLayer(nn.Module):
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
 
-    def forward(self, tokens: Tensor, num_context: int) -> Tensor:
+    def forward(self, tokens: Tensor, num_context: int, context_mask: Tensor | None = None) -> Tensor:
+        """``context_mask`` (B, num_context), True for real context points: padding is never attended to."""
         normed = self.norm_attn(tokens)
         keys, values = self._keys_values(normed[:, :num_context])
-        return self._attend(tokens, normed, keys, values)
+        mask = None if context_mask is None else context_mask[:, None, None, :]
+        return self._attend(tokens, normed, keys, values, mask)
 
     def context_keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
         """The keys and values (B, heads, n, d_head) of context tokens (B, n, d_model): what every token attends to."""
@@ -78,10 +80,12 @@ class ContextAttentionLayer(nn.Module):
         keys, values = self.to_kv(normed_context).view(batch, num_context, 2, self.n_heads, -1).unbind(2)
         return keys.transpose(1, 2), values.transpose(1, 2)
 
-    def _attend(self, tokens: Tensor, normed: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+    def _attend(
+        self, tokens: Tensor, normed: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None = None
+    ) -> Tensor:
         batch, length, width = tokens.shape
         q = self.to_q(normed).view(batch, length, self.n_heads, -1).transpose(1, 2)
-        attended = F.scaled_dot_product_attention(q, keys, values)
+        attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         tokens = tokens + self.out(attended.transpose(1, 2).reshape(batch, length, width))
         return tokens + self.ff(self.norm_ff(tokens))
 
@@ -132,20 +136,33 @@ class PFNTransformer(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, num_outputs))
 
     def forward(
-        self, x_context: Tensor, y_context: Tensor, x_query: Tensor, num_features: Tensor | None = None
+        self,
+        x_context: Tensor,
+        y_context: Tensor,
+        x_query: Tensor,
+        num_features: Tensor | None = None,
+        context_mask: Tensor | None = None,
     ) -> Tensor:
         """x_context (B, n, Dx), y_context (B, n) or (B, n, Dy), x_query (B, m, Dx) -> (B, m, num_outputs).
 
         ``num_features`` (B,) says how many leading columns of each dataset are real when a batch mixes
         feature counts (the rest zero padding), so each dataset is rescaled by its own count.
+        ``context_mask`` (B, n), True for real context points, lets data sets with different context sizes share a
+        batch: padded points are never attended to (every data set needs at least one real point).
         """
         x_context, y_context, x_query = self.check_inputs(x_context, y_context, x_query)
         num_context = x_context.shape[1]
+        if context_mask is not None:
+            context_mask = context_mask.to(device=x_context.device, dtype=torch.bool)
+            if context_mask.shape != x_context.shape[:2] or not bool(context_mask.any(1).all()):
+                raise PriorfitValidationError(
+                    f"context_mask must be ({x_context.shape[0]}, {num_context}) with a real point in every row"
+                )
         context = self.x_encoder(self._pad(x_context, num_features)) + self.y_encoder(y_context)
         query = self.x_encoder(self._pad(x_query, num_features))
         tokens = torch.cat([context, query], dim=1)
         for layer in self.layers:
-            tokens = layer(tokens, num_context)
+            tokens = layer(tokens, num_context, context_mask)
         return self.decoder(self.final_norm(tokens[:, num_context:]))
 
     @torch.no_grad()

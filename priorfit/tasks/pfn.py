@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from priorfit._validation import check_float
 from priorfit.domain import TrainingDomain
-from priorfit.errors import InvalidHyperparameterError
+from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.bar_distribution import BarDistribution, borders_from_samples
 from priorfit.networks.heads import ClassificationHead
 from priorfit.networks.modes import evaluating
@@ -145,6 +146,41 @@ class PFNTask(pl.LightningModule):
         self.network.check_inputs(x_context, y_context, x_query)  # errors that name x_query's mismatch too
         # through the context cache: the attention runs in row blocks, so memory stays bounded for any context
         return self.condition(x_context, y_context).predictive(x_query)
+
+    @torch.no_grad()
+    def predictive_many(
+        self, data_sets: Sequence[tuple[Tensor, Tensor, Tensor]]
+    ) -> list[torch.distributions.Distribution]:
+        """Posterior predictives of many small data sets in one forward pass: ``data_sets`` holds (x_context (n_i, Dx),
+        y_context (n_i,) or (n_i, Dy), x_query (m_i, Dx)) of any sizes n_i, m_i; the answer for set i has batch
+        shape (m_i,) and equals ``predictive`` of that set alone (up to float rounding). Contexts and queries are
+        zero-padded to the largest and the padding masked out of the attention (TabPFN's batched prediction)."""
+        if not data_sets or any(not isinstance(item, (tuple, list)) or len(item) != 3 for item in data_sets):
+            raise PriorfitValidationError("data_sets must be a non-empty list of (x_context, y_context, x_query)")
+        sets = [(torch.as_tensor(xc), torch.as_tensor(yc), torch.as_tensor(xq)) for xc, yc, xq in data_sets]
+        sets = [(xc, yc.unsqueeze(-1) if yc.dim() == 1 else yc, xq) for xc, yc, xq in sets]
+        for index, (xc, yc, xq) in enumerate(sets):
+            if xc.dim() != 2 or xq.dim() != 2 or yc.dim() != 2 or len(yc) != len(xc):
+                raise PriorfitValidationError(
+                    f"data set {index}: need x_context (n, Dx), y_context (n,) and x_query (m, Dx), got "
+                    f"{tuple(xc.shape)}, {tuple(yc.shape)}, {tuple(xq.shape)}"
+                )
+            self._check_context(xc.unsqueeze(0), yc.unsqueeze(0))
+        widths = {xc.shape[-1] for xc, _, _ in sets} | {xq.shape[-1] for _, _, xq in sets}
+        if len(widths) != 1:
+            raise PriorfitValidationError(f"every data set needs the same number of features, got {sorted(widths)}")
+        longest, most = max(len(xc) for xc, _, _ in sets), max(len(xq) for _, _, xq in sets)
+
+        def padded(values: list[Tensor], length: int) -> Tensor:
+            return torch.stack([F.pad(v.float(), (0, 0, 0, length - len(v))) for v in values])
+
+        x_context, y_context = padded([xc for xc, _, _ in sets], longest), padded([yc for _, yc, _ in sets], longest)
+        x_query = padded([xq for _, _, xq in sets], most)
+        mask = torch.arange(longest) < torch.tensor([len(xc) for xc, _, _ in sets]).unsqueeze(1)
+        device = next(self.network.parameters()).device
+        with evaluating(self):
+            logits = self.network(x_context.to(device), y_context.to(device), x_query.to(device), context_mask=mask)
+        return [self.head(logits[index, : len(xq)]) for index, (_, _, xq) in enumerate(sets)]
 
     @torch.no_grad()
     def condition(self, x_context: Tensor, y_context: Tensor) -> ConditionedPredictive:

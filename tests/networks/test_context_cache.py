@@ -92,3 +92,40 @@ def test_the_learning_curve_extrapolator_encodes_its_curves_once():
     with torch.no_grad():
         direct = model.head(model(x_context, lc.y_, x_query)).mean
     assert np.abs(lc.predict_mean([20, 50, 100]) - direct.double().numpy()).max() <= 1e-5
+
+
+def test_padded_contexts_are_masked_out(network):
+    """Data sets of different sizes in one batch: a masked forward answers each as it would alone, whatever the
+    padding holds."""
+    generator = torch.Generator().manual_seed(2)
+    x_context, y_context = torch.randn(2, 12, 3, generator=generator), torch.randn(2, 12, generator=generator)
+    x_query = torch.randn(2, 7, 3, generator=generator)
+    mask = torch.arange(12) < torch.tensor([[5], [12]])
+    with torch.no_grad():
+        masked = network(x_context, y_context, x_query, context_mask=mask)
+        alone = network(x_context[:1, :5], y_context[:1, :5], x_query[:1])
+        scrambled = network(x_context.where(mask[..., None], 99.0), y_context, x_query, context_mask=mask)
+    assert (masked[:1] - alone).abs().max() <= 1e-5
+    assert (scrambled - masked).abs().max() <= 1e-5
+    with pytest.raises(PriorfitValidationError, match="a real point in every row"):
+        network(x_context, y_context, x_query, context_mask=torch.zeros(2, 12, dtype=torch.bool))
+
+
+def test_many_small_data_sets_in_one_forward_equal_one_at_a_time():
+    task = priorfit.load("pfn-gp-1d")
+    generator = torch.Generator().manual_seed(3)
+    sets = [
+        (
+            torch.rand(n, 1, generator=generator),
+            torch.randn(n, generator=generator),
+            torch.rand(m, 1, generator=generator),
+        )
+        for n, m in ((3, 10), (25, 1), (50, 40))
+    ]
+    together = task.predictive_many(sets)
+    for (x_context, y_context, x_query), answer in zip(sets, together):
+        alone = task.predictive(x_context[None], y_context[None], x_query[None])
+        assert answer.batch_shape == (len(x_query),)
+        assert (answer.logits - alone.logits[0]).abs().max() <= 1e-4
+    with pytest.raises(PriorfitValidationError, match="same number of features"):
+        task.predictive_many([(torch.rand(3, 1), torch.rand(3), torch.rand(2, 2))])
