@@ -59,6 +59,7 @@ class EnsemblePosterior(nn.Module):
     early stopping); it is not the mixture's NLL, hence ``loss_is_nll`` False.
     """
 
+    has_density = True  # every member has one (checked), so the mixture has one
     loss_is_nll = False
     MAX_MEMBERS = 64
 
@@ -80,8 +81,6 @@ class EnsemblePosterior(nn.Module):
         self.members = nn.ModuleList(members)
         self.estimator = first.estimator  # what AmortizedPosterior reports: the members' family
         self.theta_dim, self.x_dim = theta_dim, x_dim
-
-    has_density = True
 
     @property
     def x_scaler(self) -> nn.Module:
