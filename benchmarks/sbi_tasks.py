@@ -20,6 +20,7 @@ samples at n = 10 are reported.
     python benchmarks/sbi_tasks.py --section latency   # sampling time alone (results/sbi_latency.json)
     python benchmarks/sbi_tasks.py --section sampling  # flow layouts vs sbi: time and C2ST (sbi_sampling.{json,png})
     python benchmarks/sbi_tasks.py --section fmpe      # flow matching vs sbi's FMPE (sbi_fmpe.json)
+    python benchmarks/sbi_tasks.py --section tsnpe     # truncated rounds 3 x 1,000 vs one round (sbi_tsnpe.json)
     python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
@@ -441,6 +442,69 @@ def run_fmpe(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> di
     return results
 
 
+TSNPE_TASKS = ("two_moons", "slcp")
+
+
+def _sbi_truncated(prior, simulate, budgets: list[int], x_o, max_epochs: int):
+    """sbi's truncated sequential NPE (its documented loop: RestrictedPrior from get_density_thresholder)."""
+    from sbi.utils import RestrictedPrior, get_density_thresholder
+
+    inference, proposal = NPE(prior=prior, density_estimator="nsf", show_progress_bars=False), prior
+    for budget in budgets:
+        theta = proposal.sample((budget,))
+        inference.append_simulations(theta, simulate(theta)).train(
+            force_first_round_loss=True, max_num_epochs=max_epochs
+        )
+        posterior = inference.build_posterior().set_default_x(x_o)
+        accept = get_density_thresholder(posterior, quantile=1e-4)
+        proposal = RestrictedPrior(prior, accept, sample_with="rejection")
+    return posterior
+
+
+def run_tsnpe(rounds: list[int], num_obs: int, num_samples: int, max_epochs: int, tasks=TSNPE_TASKS) -> dict:
+    """Truncated rounds for one observation at a time (ours and sbi's) against one round of the same total budget
+    and of 10,000 simulations (trained once per task, scored on every observation): C2ST per observation."""
+    total, results = sum(rounds), {}
+    for task_name in tasks:
+        problem = get_problem(task_name, **TASKS.get(task_name, {}))
+        obs = observations(problem, num_obs, seed=1000)
+        references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+        scores: dict = {name: [] for name in ("flow_rounds", "sbi_rounds", "flow_single", "sbi_single", "flow_10k")}
+        seconds: dict = {name: 0.0 for name in scores}
+        singles = {}
+        for name, budget in (("flow_single", total), ("flow_10k", 10_000), ("sbi_single", total)):
+            torch.manual_seed(budget)
+            theta = problem.prior.sample((budget,))
+            x = problem.simulate(theta)
+            start = time.perf_counter()
+            if name.startswith("flow"):
+                post = AmortizedPosterior("flow", max_epochs=max_epochs, progress_bar=False)
+                singles[name] = post.fit_simulations(theta, x.unsqueeze(1), prior=problem.prior).sample
+            else:
+                singles[name] = partial(_sbi_sample, train_sbi(theta, x, problem.prior, max_epochs)[0])
+            seconds[name] = time.perf_counter() - start
+        for index, (x_o, reference) in enumerate(zip(obs, references)):
+            for name, sample in singles.items():
+                scores[name].append(float(c2st(sample(x_o, num_samples), reference)))
+            torch.manual_seed(index)
+            start = time.perf_counter()
+            post = AmortizedPosterior("flow", max_epochs=max_epochs, progress_bar=False)
+            post.fit(problem.prior, problem.simulate, num_simulations=list(rounds), x_obs=x_o)
+            seconds["flow_rounds"] += time.perf_counter() - start
+            scores["flow_rounds"].append(float(c2st(post.sample(x_o, num_samples), reference)))
+            torch.manual_seed(index)
+            start = time.perf_counter()
+            theirs = _sbi_truncated(problem.prior, problem.simulate, list(rounds), x_o, max_epochs)
+            seconds["sbi_rounds"] += time.perf_counter() - start
+            scores["sbi_rounds"].append(float(c2st(_sbi_sample(theirs, x_o, num_samples), reference)))
+            print(task_name, index, {name: round(values[-1], 3) for name, values in scores.items()}, flush=True)
+        results[task_name] = {
+            name: {"c2st_mean": float(np.mean(values)), "c2st_per_observation": values, "train_seconds": seconds[name]}
+            for name, values in scores.items()
+        }
+    return results
+
+
 def _sbi_sample(posterior, x_o, count: int):
     return posterior.sample((count,), x=x_o, show_progress_bars=False)
 
@@ -518,7 +582,8 @@ def plot_sampling(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=("tasks", "iid", "latency", "sampling", "fmpe"), default="tasks")
+    parser.add_argument("--section", choices=("tasks", "iid", "latency", "sampling", "fmpe", "tsnpe"), default="tasks")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, the same for both tools")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
     parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
@@ -530,7 +595,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLING_METHODS), help="sampling: a subset")
     parser.add_argument("--counts", type=int, nargs="+", help=f"iid: numbers of observations (default {IID_COUNTS})")
     args = parser.parse_args()
-    torch.set_num_threads(2)  # both tools on the same two threads
+    torch.set_num_threads(args.threads)  # both tools on the same threads
     warnings.filterwarnings("ignore")
     out = args.out or RESULTS / f"sbi_{args.section}.json"
     if args.section == "sampling" and args.reverdict:  # the bars again, from the JSON (after a change to them)
@@ -579,6 +644,15 @@ def main() -> None:
         report["fmpe_within_0.02_of_sbi_fmpe"] = all(
             report[task]["fmpe"]["c2st_vs_sbi_fmpe"] <= 0.02 for task in SAMPLING_TASKS
         )
+        write_json(report, out)
+        return
+    if args.section == "tsnpe":
+        settings = {"rounds": [1000, 1000, 1000], "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
+        if args.quick:
+            settings = {"rounds": [200, 200], "num_obs": 1, "num_samples": 200, "max_epochs": 3}
+        report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
+        report.update(run_tsnpe(**settings))
+        report["load_average_end"] = list(os.getloadavg())
         write_json(report, out)
         return
     if args.section == "latency":
