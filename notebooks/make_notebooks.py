@@ -748,7 +748,15 @@ NOTEBOOKS = {
 
 
 # stderr lines that say nothing about the notebook: Lightning's start-up lines, libraries' deprecation notices
-NOISE = ("GPU available", "TPU available", "💡 Tip", "`Trainer.fit` stopped", "site-packages/", "  warnings.warn")
+NOISE = (
+    "GPU available",
+    "TPU available",
+    "💡 Tip",
+    "`Trainer.fit` stopped",
+    "site-packages/",
+    "  warnings.warn",
+    "from .autonotebook import tqdm",
+)
 
 
 def clean_outputs(nb: nbformat.NotebookNode) -> None:
