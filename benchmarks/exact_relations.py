@@ -255,7 +255,8 @@ def main() -> None:
     for section in args.sections:  # sections not named are kept from --out
         report[section] = SECTIONS[section](args.checkpoint)
     write_json(report, args.out)
-    plot(report, args.out.with_suffix(".png"))
+    if "exact" in report and "far_queries" in report:
+        plot(report, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
