@@ -190,7 +190,7 @@ class AmortizedPosterior:
         """
         from priorfit.priors.simulator_prior import SimulatorPrior
 
-        budgets = [num_simulations] if isinstance(num_simulations, int) else list(num_simulations)
+        budgets = list(num_simulations) if isinstance(num_simulations, (list, tuple)) else [num_simulations]
         if not budgets:
             raise PriorfitValidationError("num_simulations must be a positive integer or a list of them")
         for budget in budgets:

@@ -111,7 +111,7 @@ def test_readme_card_and_check_example_runs():
 
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     block = next(block for block in blocks if "post.card" in block)
-    assert len(block.strip().splitlines()) == 3  # the card and the check in three lines
+    assert len(block.strip().splitlines()) == 4  # the card and the check in four lines
     problem = TwoMoons()  # the SBI example's objects, trained briefly
     post = AmortizedPosterior("gmm", max_epochs=2, logger=None, progress_bar=False)
     post.fit(problem.prior, problem.simulate, num_simulations=500)
