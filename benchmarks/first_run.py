@@ -43,6 +43,13 @@ while True:
 """
 
 
+def without_machine_paths(text: str) -> str:
+    """Output with this machine's folders named as the repository, <python> or <tmp> (results name no machine)."""
+    for folder, name in ((ROOT, ""), (Path(sys.prefix), "<python>/"), (Path(tempfile.gettempdir()), "<tmp>/")):
+        text = text.replace(f"{folder}/", name)
+    return text
+
+
 def timed(
     command: list[str], cwd: Path | None = None, env: dict | None = None, tail_lines: int = 15
 ) -> tuple[float, int, str]:
@@ -50,7 +57,7 @@ def timed(
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-tail_lines:])
-    return time.perf_counter() - started, result.returncode, tail
+    return time.perf_counter() - started, result.returncode, without_machine_paths(tail)
 
 
 def median_time(command: list[str], repeats: int, **kwargs) -> dict:
