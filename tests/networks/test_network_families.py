@@ -43,9 +43,14 @@ def _dt():
     return network, output, lambda: -network(logits, means, tril, x).log_prob(theta).sum(), (B, 2, 2)
 
 
-def _posterior(name: str, **options):
+ENCODER = {"width": 8, "heads": 2, "layers": 1}
+
+
+def _density(build):
+    """A density family's maker: ``build()`` gives the network (θ of size 2, observations of size 3)."""
+
     def make():
-        network = resolve_target(name)(theta_dim=2, x_dim=3, encoder={"width": 8, "heads": 2, "layers": 1}, **options)
+        network = build()
         fit_theta, fit_x, theta, x = _inputs((50, 2), (50, N, 3), (B, 2), (B, N, 3))
         network.fit_standardization(fit_theta, fit_x)
 
@@ -55,6 +60,10 @@ def _posterior(name: str, **options):
         return network, output, lambda: network.training_loss(theta, x).sum(), (B,)
 
     return make
+
+
+def _posterior(name: str, **options):
+    return _density(lambda: resolve_target(name)(theta_dim=2, x_dim=3, encoder=ENCODER, **options))
 
 
 def _score():
@@ -75,23 +84,12 @@ def _score():
 
 
 def _ensemble():
-    def make():
-        members = [
-            resolve_target("priorfit.networks.posterior.GMMPosterior")(
-                theta_dim=2, x_dim=3, encoder={"width": 8, "heads": 2, "layers": 1}, components=2
-            )
-            for _ in range(2)
-        ]
-        network = resolve_target("priorfit.networks.ensemble.EnsemblePosterior")(theta_dim=2, x_dim=3, members=members)
-        fit_theta, fit_x, theta, x = _inputs((50, 2), (50, N, 3), (B, 2), (B, N, 3))
-        network.fit_standardization(fit_theta, fit_x)
+    def build():
+        gmm = resolve_target("priorfit.networks.posterior.GMMPosterior")
+        members = [gmm(theta_dim=2, x_dim=3, encoder=ENCODER, components=2) for _ in range(2)]
+        return resolve_target("priorfit.networks.ensemble.EnsemblePosterior")(theta_dim=2, x_dim=3, members=members)
 
-        def output():
-            return network.distribution(x).log_prob(theta)
-
-        return network, output, lambda: network.training_loss(theta, x).sum(), (B,)
-
-    return make
+    return _density(build)
 
 
 MAKERS = {
