@@ -225,15 +225,16 @@ class AmortizedPosterior:
 
     def _truncated_prior(self, prior, x_obs: Tensor, quantile: float) -> TruncatedPrior:
         """The prior restricted to the current estimate's highest-density region for x_obs."""
-        with torch.no_grad():
-            samples = self.sample(x_obs, TRUNCATION_SAMPLES)
-            log_q = self.log_prob(samples, x_obs)
-        threshold = float(torch.quantile(log_q.double(), quantile))
-        x_set = as_float_tensor(x_obs, "x_obs")
+        conditional = self.posterior(x_obs, reject_outside_prior=False)  # x_obs encoded and checked once
+        device = next(self._network().parameters()).device
 
         def log_density(theta: Tensor) -> Tensor:  # in chunks: rejection may test a million prior draws at once
-            theta = theta.to(torch.float32)
-            return torch.cat([self.log_prob(part, x_set) for part in theta.split(LOG_PROB_CHUNK)])
+            parts = theta.to(device, torch.float32).split(LOG_PROB_CHUNK)
+            return torch.cat([conditional.log_prob(part) for part in parts]).cpu()
+
+        with torch.no_grad():
+            log_q = log_density(self.sample(x_obs, TRUNCATION_SAMPLES))
+        threshold = float(torch.quantile(log_q.double(), quantile))
 
         return TruncatedPrior(prior, log_density, threshold)
 
