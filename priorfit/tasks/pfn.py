@@ -7,8 +7,8 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from priorfit._validation import check_float
 from priorfit.domain import TrainingDomain
@@ -169,14 +169,9 @@ class PFNTask(pl.LightningModule):
         widths = {xc.shape[-1] for xc, _, _ in sets} | {xq.shape[-1] for _, _, xq in sets}
         if len(widths) != 1:
             raise PriorfitValidationError(f"every data set needs the same number of features, got {sorted(widths)}")
-        longest, most = max(len(xc) for xc, _, _ in sets), max(len(xq) for _, _, xq in sets)
-
-        def padded(values: list[Tensor], length: int) -> Tensor:
-            return torch.stack([F.pad(v.float(), (0, 0, 0, length - len(v))) for v in values])
-
-        x_context, y_context = padded([xc for xc, _, _ in sets], longest), padded([yc for _, yc, _ in sets], longest)
-        x_query = padded([xq for _, _, xq in sets], most)
-        mask = torch.arange(longest) < torch.tensor([len(xc) for xc, _, _ in sets]).unsqueeze(1)
+        columns = ([value.float() for value in part] for part in zip(*sets))  # contexts, targets, queries
+        x_context, y_context, x_query = (pad_sequence(part, batch_first=True) for part in columns)
+        mask = torch.arange(x_context.shape[1]) < torch.tensor([len(xc) for xc, _, _ in sets]).unsqueeze(1)
         device = next(self.network.parameters()).device
         with evaluating(self):
             logits = self.network(x_context.to(device), y_context.to(device), x_query.to(device), context_mask=mask)
