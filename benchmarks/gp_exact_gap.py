@@ -1,13 +1,16 @@
 """NLL gap of the gp_rbf_1d PFN to the exact GP posterior predictive, against the `pfns` reference.
 
 Trains priorfit's `gp_rbf_1d` experiment and (in its own virtual environment, via
-`pfns_reference.py`) the `pfns` 0.4.2 PFN on the same GP prior, with the same model size,
-batch size, context-size distribution and wall-clock budget; then scores both on the same
-held-out prior datasets: for n = 1..50 context points, the mean NLL of 10 further points
-minus the exact GP predictive NLL. Also: training throughput, peak RSS of training and of
-inference (1,000 context + 1,000 query points, each in a fresh process) and that latency.
+`pfns_reference.py`) the `pfns` 0.4.2 PFN on the same GP prior, with the same model shape
+(`--pfns-shape classic`, the default: items attend to the training items only; `per-feature` is
+pfns' own default, a different and larger model), batch size, context-size distribution and
+wall-clock budget; with `--pfns-equal-datasets` pfns also trains as many steps as priorfit did.
+Then scores all on the same held-out prior datasets: for n = 1..50 context points, the mean NLL
+of 10 further points minus the exact GP predictive NLL. Also: training throughput, peak RSS of
+training and of inference (1,000 context + 1,000 query points, each in a fresh process) and that
+latency. The throughput race itself is `train_race.py` (alternating windows).
 
-    python benchmarks/gp_exact_gap.py --budget-minutes 15 --pfns-python /path/to/pfns-venv/bin/python
+    python benchmarks/gp_exact_gap.py --budget-minutes 18 --pfns-python PFNS_VENV/bin/python --pfns-equal-datasets
 
 Writes benchmarks/results/gp_exact_gap.json and .png.
 """
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import write_json  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -168,8 +172,14 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     n = results["contexts"]
     ax.plot(n, results["priorfit"]["gap_per_n"], label=f"priorfit (mean {results['priorfit']['mean_gap']:.4f})")
+    shape = results.get("pfns_shape", "per-feature")  # runs before the shape was recorded raced pfns' default
     if "pfns" in results and "gap_per_n" in results["pfns"]:
-        ax.plot(n, results["pfns"]["gap_per_n"], label=f"pfns 0.4.2 (mean {results['pfns']['mean_gap']:.4f})")
+        label = f"pfns 0.4.2, {shape}, same minutes (mean {results['pfns']['mean_gap']:.4f})"
+        ax.plot(n, results["pfns"]["gap_per_n"], label=label)
+    if "pfns_equal_datasets" in results:
+        same = results["pfns_equal_datasets"]
+        label = f"pfns 0.4.2, {shape}, same datasets (mean {same['mean_gap']:.4f})"
+        ax.plot(n, same["gap_per_n"], label=label)
     ax.axhline(0.02, color="gray", ls="--", lw=0.8, label="0.02 nats")
     ax.axhline(0.01, color="gray", ls=":", lw=0.8, label="0.01 nats")
     ax.set_xlabel("context points n")
@@ -192,6 +202,10 @@ def main() -> None:
         "--pfns-python",
         default=os.environ.get("PFNS_PYTHON", ""),
         help="python of a virtual environment with pfns==0.4.2 and priorfit (--no-deps) installed",
+    )
+    parser.add_argument("--pfns-shape", choices=("classic", "per-feature"), default="classic")
+    parser.add_argument(
+        "--pfns-equal-datasets", action="store_true", help="also train pfns for as many steps as priorfit did"
     )
     parser.add_argument("--load", help="evaluate this priorfit checkpoint instead of training one")
     parser.add_argument("--bundle", action="store_true", help="copy the trained model into priorfit/checkpoints/")
@@ -223,7 +237,9 @@ def main() -> None:
         "budget_minutes": args.budget_minutes,
         "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
         "exact_nll_per_n": exact,
-        "command": "python benchmarks/gp_exact_gap.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/gp_exact_gap.py "
+        + " ".join("PFNS_VENV/bin/python" if a == args.pfns_python else a for a in sys.argv[1:]),
+        "pfns_shape": args.pfns_shape,
     }
 
     # priorfit
@@ -280,7 +296,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data_file = Path(tmp) / "heldout.pt"
             torch.save({"x": x, "y": y}, data_file)
-            common = ["--batch-size", str(results["priorfit"].get("batch_size", 64)), "--eval-file", str(data_file)]
+            common = [
+                *("--batch-size", str(results["priorfit"].get("batch_size", 64)), "--eval-file", str(data_file)),
+                *("--shape", args.pfns_shape, "--threads", str(torch.get_num_threads())),
+            ]
             calibration = run_pfns(
                 args.pfns_python,
                 [
@@ -295,10 +314,18 @@ def main() -> None:
             pfns_rate = calibration["steps"] / calibration["train_seconds"]
             pfns_steps = int(pfns_rate * budget_s * 0.97)
             pfns = run_pfns(args.pfns_python, ["--steps", str(pfns_steps), "--steps-per-epoch", "50", *common])
-        pfns["gap_per_n"] = [a - b for a, b in zip(pfns["nll_per_n"], exact)]
-        pfns["mean_gap"] = sum(pfns["gap_per_n"]) / len(pfns["gap_per_n"])
+            same = None
+            if args.pfns_equal_datasets and "steps" in results["priorfit"]:
+                steps = str(results["priorfit"]["steps"])
+                same = run_pfns(args.pfns_python, ["--steps", steps, "--steps-per-epoch", "50", *common])
+        for run in (pfns, same):
+            if run is not None:
+                run["gap_per_n"] = [a - b for a, b in zip(run["nll_per_n"], exact)]
+                run["mean_gap"] = sum(run["gap_per_n"]) / len(run["gap_per_n"])
         pfns["calibrated_steps_per_second"] = pfns_rate
         results["pfns"] = pfns
+        if same is not None:
+            results["pfns_equal_datasets"] = same
         results["train_minutes"] = {
             "priorfit": results["priorfit"].get("train_seconds", float("nan")) / 60,
             "pfns": pfns["train_seconds"] / 60,
@@ -323,8 +350,7 @@ def main() -> None:
         "throughput_ge_1.5x_pfns": results.get("throughput_ratio_priorfit_over_pfns", 0) >= 1.5,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    write_json(results, out)
     plot(results, out.with_suffix(".png"))
     summary = {k: v for k, v in results["priorfit"].items() if not isinstance(v, list)}
     print(

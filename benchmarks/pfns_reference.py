@@ -1,8 +1,14 @@
 """Train and evaluate the reference PFN implementation (`pfns` 0.4.2) on priorfit's GP prior.
 
-Runs in its own virtual environment (pfns pins clash with ours); `gp_exact_gap.py` calls it
-as a subprocess with the same prior, model size, batch size, context-size distribution and
-wall-clock budget, and evaluates on the same held-out datasets it saves to disk.
+Runs in its own virtual environment (pfns pins clash with ours); `gp_exact_gap.py` and `train_race.py` call
+it as a subprocess with the same prior, model shape, batch size, context-size distribution and budget, and
+`gp_exact_gap.py` evaluates it on the same held-out datasets it saves to disk.
+
+Shapes: ``classic`` (the default) is the PFN paper's and priorfit's: items attend to the training items only
+(``attention_between_features=False``), 0.81 M parameters; ``per-feature`` is pfns' own default, which also
+attends between features (1.08 M parameters here). Prior batches are drawn in the training process
+(``--num-workers 0``, as priorfit does), and every ``get_batch`` call is timed, so the JSON also holds the
+steady seconds per step (from the 10th step on), free of start-up.
 
     python benchmarks/pfns_reference.py --steps 4000 --eval-file heldout.pt --out pfns.json
 """
@@ -28,10 +34,13 @@ from pfns.train import MainConfig, train
 from priorfit.priors import GPPrior
 
 PRIOR = GPPrior(kernel="rbf", num_features=1, lengthscale=0.2, outputscale=1.0, noise=0.05)
+BATCH_TIMES: list[float] = []  # time.perf_counter() at each get_batch call: one per training step
+STEADY_FROM = 10  # steps before this one are warm-up for the steady rate
 
 
 def get_batch(batch_size, seq_len, num_features, single_eval_pos=None, device="cpu", **kwargs):
     """pfns' get_batch protocol on top of priorfit's GP prior (same sampler as priorfit trains on)."""
+    BATCH_TIMES.append(time.perf_counter())
     batch = PRIOR.sample(batch_size, seq_len, generator=None)
     return Batch(x=batch.x, y=batch.y, target_y=batch.y.clone(), single_eval_pos=single_eval_pos)
 
@@ -53,7 +62,22 @@ class ContextRangeSampler(BatchShapeSamplerConfig):
         )
 
 
-def build_config(steps: int, batch_size: int, lr: float, num_buckets: int, steps_per_epoch: int) -> MainConfig:
+def steady_seconds_per_step() -> float:
+    """Seconds per training step between the STEADY_FROM-th get_batch call and the last one."""
+    if len(BATCH_TIMES) < STEADY_FROM + 2:
+        return float("nan")
+    return (BATCH_TIMES[-1] - BATCH_TIMES[STEADY_FROM]) / (len(BATCH_TIMES) - 1 - STEADY_FROM)
+
+
+def build_config(
+    steps: int,
+    batch_size: int,
+    lr: float,
+    num_buckets: int,
+    steps_per_epoch: int,
+    shape: str = "classic",
+    num_workers: int = 0,
+) -> MainConfig:
     torch.manual_seed(0)
     ys = PRIOR.sample(2000, 60, generator=torch.Generator().manual_seed(0)).y
     borders = get_bucket_borders(num_buckets, ys=ys)
@@ -68,6 +92,7 @@ def build_config(steps: int, batch_size: int, lr: float, num_buckets: int, steps
             nlayers=4,
             nhead=4,
             features_per_group=1,
+            attention_between_features=shape == "per-feature",
         ),
         batch_shape_sampler=ContextRangeSampler(batch_size=batch_size, max_seq_len=60, seed=0),
         epochs=epochs,
@@ -77,7 +102,7 @@ def build_config(steps: int, batch_size: int, lr: float, num_buckets: int, steps
         warmup_epochs=max(1, epochs // 20),
         verbose=False,
         progress_bar=False,
-        num_workers=1,  # pfns needs >= 1 (persistent workers); its default of 4 oversubscribes 2 cores
+        num_workers=num_workers,  # 0: batches drawn in the training process, as priorfit does
     )
 
 
@@ -126,12 +151,14 @@ def main() -> None:
     parser.add_argument("--max-context", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-eval", action="store_true", help="only measure training speed")
+    parser.add_argument("--shape", choices=("classic", "per-feature"), default="classic")
+    parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--inference-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.inference_probe:
-        model = build_config(1, args.batch_size, args.lr, args.num_buckets, 1).model.create_model()
+        model = build_config(1, args.batch_size, args.lr, args.num_buckets, 1, args.shape).model.create_model()
         model.load_state_dict(torch.load(args.inference_probe, weights_only=True))
         latency = inference_latency(model)
         rss = next(
@@ -142,7 +169,9 @@ def main() -> None:
         print(json.dumps({"latency_1000ctx_1000query_s": latency, "peak_rss_mb_inference": rss}))
         return
 
-    config = build_config(args.steps, args.batch_size, args.lr, args.num_buckets, args.steps_per_epoch)
+    config = build_config(
+        args.steps, args.batch_size, args.lr, args.num_buckets, args.steps_per_epoch, args.shape, args.num_workers
+    )
     start = time.perf_counter()
     result = train(config, device="cpu", reusable_config=False)
     train_seconds = time.perf_counter() - start
@@ -152,7 +181,16 @@ def main() -> None:
 
     if args.skip_eval:
         with open(args.out, "w") as handle:
-            json.dump({"steps": steps, "train_seconds": train_seconds}, handle)
+            json.dump(
+                {
+                    "steps": steps,
+                    "train_seconds": train_seconds,
+                    "steady_seconds_per_step": steady_seconds_per_step(),
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                    "shape": args.shape,
+                },
+                handle,
+            )
         return
     # inference memory and latency in a fresh process, like priorfit's probe
     model_file = args.out + ".model.pt"
@@ -161,7 +199,20 @@ def main() -> None:
     import sys
 
     probe = subprocess.run(
-        [sys.executable, __file__, "--inference-probe", model_file, "--steps", "1", "--eval-file", "-", "--out", "-"],
+        [
+            sys.executable,
+            __file__,
+            "--inference-probe",
+            model_file,
+            "--shape",
+            args.shape,
+            "--steps",
+            "1",
+            "--eval-file",
+            "-",
+            "--out",
+            "-",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -173,6 +224,9 @@ def main() -> None:
     probe_result = json.loads(probe.stdout.strip().splitlines()[-1])
     out = {
         "tool": "pfns 0.4.2",
+        "shape": args.shape,
+        "num_workers": args.num_workers,
+        "steady_seconds_per_step": steady_seconds_per_step(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps": steps,
         "batch_size": args.batch_size,

@@ -74,13 +74,14 @@ class _StepClock(pl.Callback):
         self.ended, self.steps = time.perf_counter(), batch_idx + 1 - self.skip
 
 
-def lightning_step(steps: int) -> float:
-    """Seconds per step of ``Trainer.fit`` on the same configuration, after 5 warm-up steps."""
+def lightning_step(steps: int, skip: int = 5) -> tuple[float, int]:
+    """Seconds per step of ``Trainer.fit`` on the same configuration after ``skip`` warm-up steps, and the
+    network's parameter count."""
     with tempfile.TemporaryDirectory() as folder:
-        overrides = [f"trainer.max_steps={steps + 5}", "trainer.val_check_interval=100000", "callbacks=none"]
+        overrides = [f"trainer.max_steps={steps + skip}", "trainer.val_check_interval=100000", "callbacks=none"]
         cfg = compose([*overrides, "logger=none"], Path(folder))
         task, datamodule = build(cfg)
-        clock = _StepClock(skip=5)
+        clock = _StepClock(skip=skip)
         trainer = instantiate(
             cfg.trainer,
             logger=False,
@@ -91,7 +92,7 @@ def lightning_step(steps: int) -> float:
             enable_progress_bar=False,
         )
         trainer.fit(task, datamodule=datamodule)
-    return (clock.ended - clock.started) / clock.steps
+    return (clock.ended - clock.started) / clock.steps, sum(p.numel() for p in task.network.parameters())
 
 
 def main() -> None:
@@ -108,7 +109,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in loops:
             loops[name].append(hand_loop(args.steps, fused=name == "fused"))
-        lightning.append(lightning_step(args.steps))
+        lightning.append(lightning_step(args.steps)[0])
     for name, rounds in loops.items():
         report[f"hand_loop_{name}"] = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     report["lightning_seconds_per_step"] = statistics.median(lightning)

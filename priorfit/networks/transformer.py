@@ -60,11 +60,17 @@ class ContextAttentionLayer(nn.Module):
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
 
-    def forward(self, tokens: Tensor, num_context: int, context_mask: Tensor | None = None) -> Tensor:
-        """``context_mask`` (B, num_context), True for real context points: padding is never attended to."""
+    def forward(
+        self, tokens: Tensor, num_context: int, context_mask: Tensor | None = None, *, queries_only: bool = False
+    ) -> Tensor:
+        """``context_mask`` (B, num_context), True for real context points: padding is never attended to.
+        ``queries_only``: return only the tokens after the context (B, m, d_model), and compute only those (the
+        last layer: nothing reads the context's outputs there)."""
         normed = self.norm_attn(tokens)
         keys, values = self._keys_values(normed[:, :num_context])
         mask = None if context_mask is None else context_mask[:, None, None, :]
+        if queries_only:
+            tokens, normed = tokens[:, num_context:], normed[:, num_context:]
         return self._attend(tokens, normed, keys, values, mask)
 
     def context_keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,9 +167,11 @@ class PFNTransformer(nn.Module):
         context = self.x_encoder(self._pad(x_context, num_features)) + self.y_encoder(y_context)
         query = self.x_encoder(self._pad(x_query, num_features))
         tokens = torch.cat([context, query], dim=1)
-        for layer in self.layers:
+        *inner, last = self.layers
+        for layer in inner:
             tokens = layer(tokens, num_context, context_mask)
-        return self.decoder(self.final_norm(tokens[:, num_context:]))
+        queries = last(tokens, num_context, context_mask, queries_only=True)
+        return self.decoder(self.final_norm(queries))
 
     @torch.no_grad()
     def encode_context(self, x_context: Tensor, y_context: Tensor, num_features: Tensor | None = None) -> ContextCache:

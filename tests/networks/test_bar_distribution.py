@@ -111,3 +111,21 @@ def test_classification_head():
     nll = head.nll(logits, torch.tensor([0]))
     assert math.isclose(nll.item(), -torch.log_softmax(logits, -1)[0, 0].item(), rel_tol=1e-6)
     assert torch.allclose(head(logits).probs.sum(-1), torch.ones(1))
+
+
+def test_nll_and_its_gradients_match_cross_entropy(head, logits):
+    """The training loss's own backward (``_BucketNLL``) against torch's cross-entropy, values and gradients, and
+    gradients of gradients by finite differences."""
+    y = torch.tensor([-3.0, -1.5, -0.1, 0.2, 1.0, 2.0, 5.0, 0.4, -0.5, 1.2, 2.9, -2.5]).view(3, 4).double()
+    index = head.bucket_index(y)
+    picked = torch.log(torch.diff(head.borders.double()))[index]
+    inner = (index > 0) & (index < head.num_buckets - 1)
+    ours = logits.clone().requires_grad_(True)
+    reference = logits.clone().requires_grad_(True)
+    weights = torch.rand(3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (head.nll(ours, y) * weights).sum().backward()
+    expected = torch.nn.functional.cross_entropy(reference.reshape(-1, 6), index.reshape(-1), reduction="none")
+    (expected.view(3, 4) * weights).sum().backward()
+    assert torch.allclose(head.nll(logits, y)[inner], (expected.view(3, 4) + picked)[inner].detach())
+    assert torch.allclose(ours.grad, reference.grad, atol=1e-12)
+    torch.autograd.gradgradcheck(lambda z: head.nll(z, y), (logits.clone().requires_grad_(True),))

@@ -84,7 +84,7 @@ def test_bad_input_gets_named_errors(mutate, message):
 
 def test_large_query_set_never_builds_a_square_attention_matrix(monkeypatch):
     """1,000 context + 1,000 queries: every attention call takes keys from the 1,000 context points only,
-    so the score matrix is (N+M)×N per head, never (N+M)²."""
+    so the score matrix is (N+M)×N per head, never (N+M)²; the last layer computes the queries only (M×N)."""
     calls = []
     original = torch.nn.functional.scaled_dot_product_attention
 
@@ -98,7 +98,24 @@ def test_large_query_set_never_builds_a_square_attention_matrix(monkeypatch):
     with torch.no_grad():
         out = net(xc, yc, xq)
     assert out.shape == (1, 1000, 7)
-    assert calls == [(2000, 1000)] * len(net.layers)
+    assert calls == [(2000, 1000)] * (len(net.layers) - 1) + [(1000, 1000)]
+
+
+def test_the_last_layer_computing_queries_only_changes_nothing():
+    """Against every layer run on all tokens and the queries sliced off at the end (the forward before)."""
+    net = small_net(max_features=2)
+    xc, yc, xq = inputs(batch=3, n=9, m=5, d=2)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    with torch.no_grad():
+        for context_mask in (None, mask):
+            tokens = torch.cat(
+                [net.x_encoder(net._pad(xc)) + net.y_encoder(yc.unsqueeze(-1)), net.x_encoder(net._pad(xq))], 1
+            )
+            for layer in net.layers:
+                tokens = layer(tokens, 9, context_mask)
+            expected = net.decoder(net.final_norm(tokens[:, 9:]))
+            assert torch.allclose(net(xc, yc, xq, context_mask=context_mask), expected, atol=1e-6)
 
 
 def test_per_dataset_feature_counts_rescale_like_unpadded_inputs():
