@@ -21,6 +21,7 @@ samples at n = 10 are reported.
     python benchmarks/sbi_tasks.py --section sampling  # flow layouts vs sbi: time and C2ST (sbi_sampling.{json,png})
     python benchmarks/sbi_tasks.py --section fmpe      # flow matching vs sbi's FMPE (sbi_fmpe.json)
     python benchmarks/sbi_tasks.py --section tsnpe     # truncated rounds 3 x 1,000 vs one round (sbi_tsnpe.json)
+    python benchmarks/sbi_tasks.py --section series    # Lotka-Volterra trajectories: embeddings (sbi_series.json)
     python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
@@ -442,6 +443,61 @@ def run_fmpe(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> di
     return results
 
 
+SERIES_TIMES = 50  # Lotka-Volterra observed at 50 times: x holds 100 values, time-major (X, Y) pairs
+
+
+def _channel_major(x: torch.Tensor) -> torch.Tensor:
+    """Time-major (X(t1), Y(t1), X(t2), ...) to channel-major (X(t1..T), Y(t1..T)), the layout sbi's CNN reads."""
+    return x.view(*x.shape[:-1], SERIES_TIMES, 2).transpose(-1, -2).reshape(x.shape)
+
+
+def _sbi_npe_series(theta, x, prior, max_epochs: int, cnn: bool):
+    from sbi.neural_nets import posterior_nn
+    from sbi.neural_nets.embedding_nets import CNNEmbedding
+
+    embedding = CNNEmbedding(input_shape=(SERIES_TIMES,), in_channels=2) if cnn else torch.nn.Identity()
+    estimator = posterior_nn(model="nsf", embedding_net=embedding)
+    inference = NPE(prior=prior, density_estimator=estimator, show_progress_bars=False)
+    inference.append_simulations(theta, _channel_major(x)).train(max_num_epochs=max_epochs)
+    posterior = inference.build_posterior()
+    return lambda x_o, count: posterior.sample((count,), x=_channel_major(x_o), show_progress_bars=False)
+
+
+def run_series(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> dict:
+    """Lotka-Volterra trajectories (100 values per observation): our flow with the default MLP embedding and with
+    the CNN embedding, sbi's NPE (nsf) on the raw vector and with its CNNEmbedding, on the same simulations; C2ST
+    against a many-chain Metropolis reference, which is itself checked by a second, independent run."""
+    problem = get_problem("lotka_volterra", num_times=SERIES_TIMES)
+    torch.manual_seed(0)
+    obs = observations(problem, num_obs, seed=2000)
+    references, reference_checks = [], []
+    for i, x_o in enumerate(obs):
+        references.append(problem.reference_posterior(x_o, num_samples, seed=i))
+        reference_checks.append(
+            float(c2st(problem.reference_posterior(x_o, num_samples, seed=100 + i), references[-1]))
+        )
+    print("MCMC reference against a second run: C2ST", [round(v, 3) for v in reference_checks], flush=True)
+    torch.manual_seed(budget)
+    theta = problem.prior.sample((budget,))
+    x = problem.simulate(theta)
+    cnn = {"encoder": {"embedding": {"kind": "cnn", "channels": 2}}}
+    methods = {
+        "flow_mlp": lambda: _ours("flow", {}, 0, theta, x, problem.prior, max_epochs=max_epochs)[0],
+        "flow_cnn": lambda: _ours("flow", cnn, 0, theta, x, problem.prior, max_epochs=max_epochs)[0],
+        "sbi_npe_nsf": lambda: _sbi_npe_series(theta, x, problem.prior, max_epochs, cnn=False),
+        "sbi_npe_nsf_cnn": lambda: _sbi_npe_series(theta, x, problem.prior, max_epochs, cnn=True),
+    }
+    results: dict = {"reference_check_c2st": reference_checks}
+    for name, build in methods.items():
+        start = time.perf_counter()
+        sample = build()
+        train_seconds = time.perf_counter() - start
+        scores = [float(c2st(sample(x_o, num_samples), reference)) for x_o, reference in zip(obs, references)]
+        results[name] = {"c2st_mean": float(np.mean(scores)), "c2st": scores, "train_seconds": train_seconds}
+        print(f"lotka_volterra {budget} {name:16s} C2ST {np.mean(scores):.3f}  train {train_seconds:.0f} s", flush=True)
+    return results
+
+
 TSNPE_TASKS = ("two_moons", "slcp")
 
 
@@ -582,7 +638,9 @@ def plot_sampling(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=("tasks", "iid", "latency", "sampling", "fmpe", "tsnpe"), default="tasks")
+    parser.add_argument(
+        "--section", choices=("tasks", "iid", "latency", "sampling", "fmpe", "tsnpe", "series"), default="tasks"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads, the same for both tools")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
@@ -644,6 +702,15 @@ def main() -> None:
         report["fmpe_within_0.02_of_sbi_fmpe"] = all(
             report[task]["fmpe"]["c2st_vs_sbi_fmpe"] <= 0.02 for task in SAMPLING_TASKS
         )
+        write_json(report, out)
+        return
+    if args.section == "series":
+        settings = {"budget": args.budget or 10_000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
+        if args.quick:
+            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
+        report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
+        report.update(run_series(**settings))
+        report["load_average_end"] = list(os.getloadavg())
         write_json(report, out)
         return
     if args.section == "tsnpe":

@@ -4,7 +4,10 @@ On the benchmark model (``experiment=gp_rbf_1d``: 4 layers, width 128, batch 64,
 hand-written loop times each part of a step separately (``time.perf_counter`` around each, after warm-up steps);
 the same number of steps through ``Trainer.fit`` (no validation, logger or checkpoints) gives the whole step,
 so Lightning's share is the difference. Variants: AdamW ``foreach`` (torch's default on CPU) against ``fused``.
-Rounds alternate the loop and Lightning so load on the machine hits both alike.
+Rounds alternate the loop and Lightning so load on the machine hits both alike. Then ``torch.profiler`` splits
+the loop's step into matrix products (``aten::mm`` / ``addmm`` / ``bmm``, which any implementation of this model
+shape runs alike) and everything else, and a 1,024³ float32 matrix product gives the machine's GEMM rate, to
+compare the step's products against.
 
     python benchmarks/train_step_profile.py [--steps 100] [--rounds 3] [--threads 2]
 
@@ -95,6 +98,52 @@ def lightning_step(steps: int, skip: int = 5) -> tuple[float, int]:
     return (clock.ended - clock.started) / clock.steps, sum(p.numel() for p in task.network.parameters())
 
 
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def operator_shares(steps: int) -> dict:
+    """Seconds per step in matrix products and in everything else (profiler self times of the hand loop)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with tempfile.TemporaryDirectory() as folder:
+        task, datamodule = build(compose(["logger=none", "callbacks=none"], Path(folder)))
+    task.train()
+    optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4)
+    stream = iter(datamodule.train_dataloader())
+
+    def step() -> None:
+        task.query_nll(next(stream)).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(5):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(steps):
+            step()
+    totals = {event.key: event.self_cpu_time_total / 1e6 / steps for event in profiler.key_averages()}
+    products = sum(seconds for key, seconds in totals.items() if key in MATRIX_PRODUCTS)
+    everything = sum(totals.values())
+    top = sorted(((k, v) for k, v in totals.items() if k not in MATRIX_PRODUCTS), key=lambda kv: -kv[1])[:8]
+    return {
+        "seconds_per_step_profiled": everything,
+        "matrix_products_seconds_per_step": products,
+        "matrix_product_share": products / everything,
+        "largest_other_operators_seconds_per_step": dict(top),
+    }
+
+
+def gemm_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """float32 GFLOP/s of a size³ matrix product with the current threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100)
@@ -120,6 +169,8 @@ def main() -> None:
         "hand_loop_foreach": 64 / loop,
         "hand_loop_fused": 64 / report["hand_loop_fused"]["total"],
     }
+    report["operators"] = operator_shares(min(args.steps, 40))
+    report["gemm_1024_gflops"] = gemm_gflops()
     report["load_average_end"] = os.getloadavg()
     write_json(report, args.out)
     print(report)

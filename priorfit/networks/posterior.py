@@ -27,6 +27,7 @@ from priorfit._validation import check_observation_sets
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.gmm import lower_triangular
 from priorfit.networks.coupling import coupling_spline_flow
+from priorfit.networks.embeddings import build_embedding
 
 __all__ = ["SetEncoder", "PosteriorNetwork", "FlowPosterior", "GMMPosterior", "Standardizer"]
 
@@ -76,12 +77,23 @@ class SetEncoder(nn.Module):
         x_dim: features per observation.
         width, heads, layers: the per-observation transformer (``layers=0`` gives plain DeepSets).
         embed_dim: size of the pooled embedding.
+        embedding: what each observation becomes first (``priorfit.networks.embeddings``): None or ``{"kind":
+            "mlp", "hidden": [...]}`` for feature vectors, ``{"kind": "cnn", "channels": C, ...}`` for time series.
     """
 
-    def __init__(self, x_dim: int, *, width: int = 64, heads: int = 4, layers: int = 2, embed_dim: int = 64) -> None:
+    def __init__(
+        self,
+        x_dim: int,
+        *,
+        width: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        embed_dim: int = 64,
+        embedding: dict | None = None,
+    ) -> None:
         super().__init__()
         self.x_dim = x_dim
-        self.embed = nn.Sequential(nn.Linear(x_dim, width), nn.GELU(), nn.Linear(width, width))
+        self.embed = build_embedding(x_dim, width, embedding)
         self.layers = nn.ModuleList(_SetLayer(width, heads) for _ in range(layers))
         # mean pooling forgets how many observations there were, and the posterior's width depends on it:
         # log n is appended to the pooled vector

@@ -25,6 +25,7 @@ __all__ = [
     "SLCP",
     "GaussianMixture",
     "SIR",
+    "LotkaVolterra",
     "PROBLEMS",
     "get_problem",
     "mcmc_posterior",
@@ -287,11 +288,69 @@ class SIR(_Problem):
         return binomial.log_prob(counts.unsqueeze(0)).sum(2).to(theta.dtype)
 
 
-PROBLEMS = {cls.name: cls for cls in (GaussianLinear, TwoMoons, SLCP, GaussianMixture, SIR)}
+class LotkaVolterra(_Problem):
+    """Predator-prey dynamics (sbibm's priors, initial state and noise) returning the whole trajectory.
+
+    θ = (α, β, γ, δ) with log-normal priors (log-means −0.125, −3, −0.125, −3, log-sd 0.5); prey X and predators Y
+    from (30, 1) follow dX/dt = αX − βXY, dY/dt = −γY + δXY (batched RK4 in float64, ``steps_per_unit`` steps per
+    time unit) for ``days`` time units; x holds both populations at ``num_times`` equally spaced times, each with
+    log-normal noise of log-sd 0.1, time-major: x = (X(t1), Y(t1), X(t2), Y(t2), ...), so ``num_times`` steps of
+    2 channels for a ``{"kind": "cnn", "channels": 2}`` embedding. sbibm's own task observes 10 times.
+    """
+
+    name = "lotka_volterra"
+    theta_dim = 4
+    initial, noise = (30.0, 1.0), 0.1
+
+    def __init__(self, num_times: int = 50, days: float = 20.0, steps_per_unit: int = 20) -> None:
+        check_int(num_times, "num_times", minimum=1)
+        check_int(steps_per_unit, "steps_per_unit", minimum=1)
+        self.num_times, self.days = num_times, float(days)
+        self.steps = max(num_times, round(self.days * steps_per_unit) // num_times * num_times)
+        self.x_dim = 2 * num_times
+        self.prior = Independent(LogNormal(torch.tensor([-0.125, -3.0, -0.125, -3.0]), torch.full((4,), 0.5)), 1)
+
+    def populations(self, theta: Tensor) -> Tensor:
+        """Noise-free (X, Y) at the ``num_times`` observation times: (M, num_times, 2), float64."""
+        alpha, beta, gamma, delta = theta.double().unbind(1)
+        state = torch.tensor(self.initial, dtype=torch.float64, device=theta.device).expand(len(theta), 2)
+
+        def rate(s: Tensor) -> Tensor:
+            prey, predators = s.unbind(1)
+            return torch.stack(
+                [alpha * prey - beta * prey * predators, -gamma * predators + delta * prey * predators], 1
+            )
+
+        dt = self.days / self.steps
+        every = self.steps // self.num_times
+        observed = []
+        for step in range(1, self.steps + 1):
+            k1 = rate(state)
+            k2 = rate(state + 0.5 * dt * k1)
+            k3 = rate(state + 0.5 * dt * k2)
+            k4 = rate(state + dt * k3)
+            state = (state + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)).clamp_min(1e-10)
+            if step % every == 0:
+                observed.append(state)
+        return torch.stack(observed, dim=1)
+
+    def _simulate(self, theta: Tensor) -> Tensor:
+        log_populations = self.populations(theta).log()
+        noisy = (log_populations + self.noise * torch.randn_like(log_populations)).exp()
+        return noisy.reshape(len(theta), self.x_dim).to(torch.float32)
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        populations = self.populations(theta).reshape(len(theta), 1, self.x_dim)  # (M, 1, Dx)
+        log_x = x_obs.to(torch.float64).clamp_min(1e-300).log().unsqueeze(0)  # (1, n, Dx)
+        terms = Normal(populations.log(), self.noise).log_prob(log_x) - log_x  # log-normal: density of log x / x
+        return terms.sum(2).to(theta.dtype)
+
+
+PROBLEMS = {cls.name: cls for cls in (GaussianLinear, TwoMoons, SLCP, GaussianMixture, SIR, LotkaVolterra)}
 
 
 def get_problem(name: str, **kwargs) -> _Problem:
-    """A standard problem by name: gaussian_linear, two_moons, slcp, gaussian_mixture, sir."""
+    """A standard problem by name: gaussian_linear, two_moons, slcp, gaussian_mixture, sir, lotka_volterra."""
     if name not in PROBLEMS:
         raise InvalidHyperparameterError(f"unknown SBI problem {name!r}; choose one of {sorted(PROBLEMS)}")
     return PROBLEMS[name](**kwargs)
