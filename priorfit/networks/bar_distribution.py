@@ -34,18 +34,22 @@ class _BucketNLL(torch.autograd.Function):
     """-log softmax(logits)[index] per row, as ``torch.nn.functional.cross_entropy(..., reduction="none")``, with
     a backward of two passes over the logits (softmax, then scaled) where cross-entropy's zero-fills, scatters and
     re-reads a stored log-softmax (the largest non-matmul cost of a PFN training step with 1,000 buckets). The
-    backward is made of differentiable ops, so gradients of gradients still work."""
+    backward is made of differentiable ops, so gradients of gradients still work. Half-precision logits (bf16
+    autocast) are summed in float32, as autocast runs cross-entropy; the gradient comes back in their dtype."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, index: Tensor) -> Tensor:
         ctx.save_for_backward(logits, index)
-        return torch.logsumexp(logits, -1) - logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return torch.logsumexp(wide, -1) - wide.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         logits, index = ctx.saved_tensors
-        grad_logits = torch.softmax(logits, -1) * grad.unsqueeze(-1)
-        return grad_logits.scatter_add_(-1, index.unsqueeze(-1), -grad.unsqueeze(-1)), None
+        wide = logits.to(torch.promote_types(logits.dtype, grad.dtype))
+        grad_logits = torch.softmax(wide, -1) * grad.unsqueeze(-1)
+        grad_logits = grad_logits.scatter_add_(-1, index.unsqueeze(-1), -grad.unsqueeze(-1))
+        return grad_logits.to(logits.dtype), None
 
 
 class BarDistribution(nn.Module):
@@ -102,8 +106,9 @@ class BarDistribution(nn.Module):
         return index.clamp(0, self.num_buckets - 1)
 
     def log_density(self, logits: Tensor, y: Tensor) -> Tensor:
-        """log p(y) for logits (..., K) and y (...)."""
-        y = y.to(logits.dtype)
+        """log p(y) for logits (..., K) and y (...); in float32 at least (bf16 would move y across bucket borders)."""
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        y = y.to(dtype)
         shape = _broadcast_shape(logits.shape[:-1], y.shape)
         y = y.expand(shape)
         index = self.bucket_index(y)
@@ -111,12 +116,12 @@ class BarDistribution(nn.Module):
             flat = _BucketNLL.apply(logits.reshape(-1, self.num_buckets), index.reshape(-1))
             log_bucket_prob = -flat.view(shape)
         else:
-            log_probs = torch.log_softmax(logits, dim=-1).expand(*shape, self.num_buckets)
+            log_probs = torch.log_softmax(logits.to(dtype), dim=-1).expand(*shape, self.num_buckets)
             log_bucket_prob = log_probs.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        borders = self.borders.to(logits.dtype)
+        borders = self.borders.to(dtype)
         log_widths = torch.log(torch.diff(borders))
         inner = log_bucket_prob - log_widths[index]
-        left_scale, right_scale = (s.to(logits.dtype) for s in self._tail_scales())
+        left_scale, right_scale = (s.to(dtype) for s in self._tail_scales())
         left = log_bucket_prob + _half_normal_log_pdf(borders[1] - y, left_scale)
         right = log_bucket_prob + _half_normal_log_pdf(y - borders[-2], right_scale)
         last = self.num_buckets - 1

@@ -129,3 +129,15 @@ def test_nll_and_its_gradients_match_cross_entropy(head, logits):
     assert torch.allclose(head.nll(logits, y)[inner], (expected.view(3, 4) + picked)[inner].detach())
     assert torch.allclose(ours.grad, reference.grad, atol=1e-12)
     torch.autograd.gradgradcheck(lambda z: head.nll(z, y), (logits.clone().requires_grad_(True),))
+
+
+def test_half_precision_logits_are_summed_in_float32(head):
+    """bf16 logits (what a bf16-autocast decoder returns): the NLL is computed in float32 as cross-entropy is under
+    autocast, and the gradient comes back in bf16."""
+    logits = torch.randn(64, 6, generator=torch.Generator().manual_seed(2)).mul(4).bfloat16().requires_grad_(True)
+    y = torch.linspace(-1.9, 2.9, 64)
+    nll = head.nll(logits, y)
+    expected = head.nll(logits.detach().float(), y)
+    assert nll.dtype == torch.float32 and torch.allclose(nll, expected, atol=1e-5)
+    nll.sum().backward()
+    assert logits.grad.dtype == torch.bfloat16 and torch.isfinite(logits.grad).all()
