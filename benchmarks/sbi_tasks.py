@@ -636,6 +636,17 @@ def plot_sampling(results: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+QUICK = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}  # --quick: checks a section runs
+
+
+def section_report(run, settings: dict) -> dict:
+    """``run(**settings)``'s results with the settings, torch's threads and the load average before and after."""
+    report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
+    report.update(run(**settings))
+    report["load_average_end"] = list(os.getloadavg())
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -668,7 +679,7 @@ def main() -> None:
     if args.section == "sampling":
         settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
-            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
+            settings = dict(QUICK)
         report = {
             "settings": settings,
             "torch_threads": torch.get_num_threads(),
@@ -695,10 +706,8 @@ def main() -> None:
     if args.section == "fmpe":
         settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
-            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
-        report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
-        report.update(run_fmpe(**settings))
-        report["load_average_end"] = list(os.getloadavg())
+            settings = dict(QUICK)
+        report = section_report(run_fmpe, settings)
         report["fmpe_within_0.02_of_sbi_fmpe"] = all(
             report[task]["fmpe"]["c2st_vs_sbi_fmpe"] <= 0.02 for task in SAMPLING_TASKS
         )
@@ -707,19 +716,15 @@ def main() -> None:
     if args.section == "series":
         settings = {"budget": args.budget or 10_000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
-            settings = {"budget": 300, "num_obs": 1, "num_samples": 200, "max_epochs": 3}
-        report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
-        report.update(run_series(**settings))
-        report["load_average_end"] = list(os.getloadavg())
+            settings = dict(QUICK)
+        report = section_report(run_series, settings)
         write_json(report, out)
         return
     if args.section == "tsnpe":
         settings = {"rounds": [1000, 1000, 1000], "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
             settings = {"rounds": [200, 200], "num_obs": 1, "num_samples": 200, "max_epochs": 3}
-        report = {"settings": settings, "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
-        report.update(run_tsnpe(**settings))
-        report["load_average_end"] = list(os.getloadavg())
+        report = section_report(run_tsnpe, settings)
         write_json(report, out)
         return
     if args.section == "latency":

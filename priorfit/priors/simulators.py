@@ -11,6 +11,7 @@ turns any of them into training data.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -61,6 +62,26 @@ def _check_obs(x_obs: Tensor, dim: int, name: str) -> Tensor:
     if x_obs.dim() != 2 or x_obs.shape[-1] != dim:
         raise InvalidHyperparameterError(f"{name} observations must have shape (n, {dim}), got {tuple(x_obs.shape)}")
     return x_obs
+
+
+def _rk4_states(
+    rate: Callable[[Tensor], Tensor], state: Tensor, dt: float, steps: int, every: int, floor: float | None = None
+) -> Tensor:
+    """Classic fixed-step RK4 of ds/dt = rate(s) from ``state`` (M, S): the states after every ``every``-th of
+    ``steps`` steps of ``dt``, stacked as (M, steps // every, S); with ``floor``, states are clamped below at it after
+    each step (populations that must stay positive)."""
+    observed = []
+    for step in range(1, steps + 1):
+        k1 = rate(state)
+        k2 = rate(state + 0.5 * dt * k1)
+        k3 = rate(state + 0.5 * dt * k2)
+        k4 = rate(state + dt * k3)
+        state = state + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if floor is not None:
+            state = state.clamp_min(floor)
+        if step % every == 0:
+            observed.append(state)
+    return torch.stack(observed, dim=1)
 
 
 class _Problem:
@@ -263,18 +284,8 @@ class SIR(_Problem):
             recovery = gamma[:, 0] * s[:, 1]
             return torch.stack([-infection, infection - recovery, recovery], dim=1)
 
-        dt = self.days / self.steps
-        every = self.steps // 10
-        observed = []
-        for step in range(1, self.steps + 1):
-            k1 = rate(state)
-            k2 = rate(state + 0.5 * dt * k1)
-            k3 = rate(state + 0.5 * dt * k2)
-            k4 = rate(state + dt * k3)
-            state = state + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-            if step % every == 0:
-                observed.append(state[:, 1])
-        return torch.stack(observed, dim=1).clamp(1e-12, 1.0)
+        observed = _rk4_states(rate, state, self.days / self.steps, self.steps, self.steps // 10)
+        return observed[:, :, 1].clamp(1e-12, 1.0)
 
     def _simulate(self, theta: Tensor) -> Tensor:
         probs = self.infected_fraction(theta)
@@ -321,18 +332,8 @@ class LotkaVolterra(_Problem):
                 [alpha * prey - beta * prey * predators, -gamma * predators + delta * prey * predators], 1
             )
 
-        dt = self.days / self.steps
-        every = self.steps // self.num_times
-        observed = []
-        for step in range(1, self.steps + 1):
-            k1 = rate(state)
-            k2 = rate(state + 0.5 * dt * k1)
-            k3 = rate(state + 0.5 * dt * k2)
-            k4 = rate(state + dt * k3)
-            state = (state + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)).clamp_min(1e-10)
-            if step % every == 0:
-                observed.append(state)
-        return torch.stack(observed, dim=1)
+        dt, every = self.days / self.steps, self.steps // self.num_times
+        return _rk4_states(rate, state, dt, self.steps, every, floor=1e-10)
 
     def _simulate(self, theta: Tensor) -> Tensor:
         log_populations = self.populations(theta).log()
