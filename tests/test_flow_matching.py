@@ -66,3 +66,13 @@ def test_fisher_regularization_is_refused_for_flow_matching(problem):
     post = AmortizedPosterior("fmpe", fisher_weight=0.1, max_epochs=1, progress_bar=False)
     with pytest.raises(InvalidHyperparameterError, match="fisher_weight needs a network trained by likelihood"):
         post.fit(problem.prior, problem.simulate, num_simulations=100)
+
+
+def test_sampling_takes_few_solver_steps(trained, problem, monkeypatch):
+    # the time embedding's frequencies bound how fast v(θ, t | x) can vary in t, hence the adaptive solver's step:
+    # up to 1,000 rad per unit t (a diffusion model's choice) took ~10x the steps of the default for the same fit
+    network = trained.task_.network
+    velocity, calls = network.velocity, []
+    monkeypatch.setattr(network, "velocity", lambda *args: calls.append(1) or velocity(*args))
+    trained.sample(problem.simulate(problem.prior.sample((1,))), 500)
+    assert len(calls) < 300, len(calls)

@@ -30,7 +30,10 @@ SIGMA_MIN = 1e-4  # width of the straight paths at t = 1 (Lipman et al.'s σ_min
 class FlowMatchingPosterior(PosteriorNetwork):
     """Set encoder + a velocity MLP on [θ_t, time embedding, set embedding] (``hidden`` widths, GELU).
 
-    ``atol``, ``rtol``: the ODE solver's tolerances for sampling and densities (zuko's defaults).
+    ``time_frequency``: the highest frequency (rad per unit t) of the sinusoidal time embedding; it bounds how fast
+    the field can change in t and so the adaptive solver's step count (a diffusion model's 1,000 took ~10x the
+    steps on two moons for the same accuracy). ``atol``, ``rtol``: the ODE solver's tolerances for sampling and
+    densities (zuko's defaults).
     """
 
     estimator = "fmpe"  # the AmortizedPosterior estimator name of this family
@@ -44,12 +47,13 @@ class FlowMatchingPosterior(PosteriorNetwork):
         encoder: dict | None = None,
         hidden: tuple[int, ...] = (128, 128, 128),
         time_dim: int = 32,
+        time_frequency: float = 30.0,
         atol: float = 1e-6,
         rtol: float = 1e-5,
     ) -> None:
         super().__init__(theta_dim, x_dim, encoder)
         self.atol, self.rtol = float(atol), float(rtol)
-        self.time = _TimeEmbedding(time_dim)
+        self.time = _TimeEmbedding(time_dim, time_frequency)
         widths = [theta_dim + time_dim + self.embed_dim, *hidden]
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths[:-1], widths[1:]):

@@ -45,9 +45,11 @@ class VPSchedule:
 
 
 class _TimeEmbedding(nn.Module):
-    def __init__(self, dim: int) -> None:
+    """Sines and cosines of t at ``dim // 2`` frequencies spaced geometrically from 1 to ``max_frequency``."""
+
+    def __init__(self, dim: int, max_frequency: float = 1000.0) -> None:
         super().__init__()
-        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(1000.0), dim // 2)))
+        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max_frequency), dim // 2)))
 
     def forward(self, t: Tensor) -> Tensor:
         angles = t.unsqueeze(-1) * self.frequencies
