@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -341,11 +342,11 @@ class LotkaVolterra(_Problem):
         return noisy.reshape(len(theta), self.x_dim).to(torch.float32)
 
     def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
-        # 100 values with 10 % noise make the posterior far narrower than the prior: start the chains at the mode
+        # 100 values with 10 % noise make the posterior far narrower than the prior: chains start at the mode's
+        # Laplace approximation, and each sample is the state of its own chain (no two samples from one chain)
         x_obs = _check_obs(x_obs, self.x_dim, self.name)
-        return mcmc_posterior(
-            lambda t: self.log_posterior_unnormalized(t, x_obs), self.prior, num_samples, seed=seed, start="mode"
-        )
+        density = partial(self.log_posterior_unnormalized, x_obs=x_obs)
+        return mcmc_posterior(density, self.prior, num_samples, seed=seed, start="mode", chains=num_samples, warmup=200)
 
     def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
         populations = self.populations(theta).reshape(len(theta), 1, self.x_dim)  # (M, 1, Dx)
@@ -402,6 +403,7 @@ def mcmc_posterior(
         torch.manual_seed(seed)
         candidates = prior.sample((num_init,)).double()
         weights = log_density(candidates)
+        weights = weights.masked_fill(weights.isnan(), -math.inf)  # e.g. an ODE that overflowed: zero density
         if not torch.isfinite(weights).any():
             raise ValueError("the posterior density is zero at every one of the prior draws used to start MCMC")
         if start == "mode":
@@ -446,14 +448,22 @@ def _laplace_draws(log_density, prior: torch.distributions.Distribution, starts:
     optimizer = torch.optim.LBFGS([u], max_iter=200, line_search_fn="strong_wolfe", tolerance_change=1e-12)
 
     def closure() -> Tensor:
+        # a trial step can leave the region where the density is finite (an ODE that overflows): such rows count a
+        # huge constant, so the line search steps back, and pass no gradient (it would be NaN)
         optimizer.zero_grad()
-        loss = -log_density_u(u).sum()
+        values = log_density_u(u)
+        finite = torch.isfinite(values)
+        loss = -values[finite].sum() + 1e12 * (~finite).sum()
         loss.backward()
+        u.grad.nan_to_num_(0.0, 0.0, 0.0)
         return loss
 
     optimizer.step(closure)
     with torch.no_grad():
-        mode = u[log_density_u(u).argmax()].detach()
+        values = log_density_u(u).nan_to_num(-math.inf)
+        if not torch.isfinite(values).any():
+            raise ValueError("every optimisation of the log density left its support: no mode to start MCMC from")
+        mode = u[values.argmax()].detach()
     hessian = torch.autograd.functional.hessian(lambda v: log_density_u(v.unsqueeze(0))[0], mode)
     try:
         scale = torch.linalg.cholesky(torch.linalg.inv(-hessian))

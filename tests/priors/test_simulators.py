@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
+from sbi.utils.metrics import c2st
 
 from priorfit.errors import InvalidHyperparameterError
 from priorfit.priors.simulator_prior import SimulatorError, SimulatorPrior
@@ -148,6 +150,35 @@ def test_mcmc_matches_the_analytic_gaussian_linear_posterior():
     torch.testing.assert_close(samples.std(0), exact.stddev, atol=0.01, rtol=0.05)
 
 
+def test_mode_started_mcmc_begins_in_a_posterior_no_prior_draw_reaches():
+    # 400 observations: the posterior's sd (0.016) is 1/20 of the prior's, so no prior draw of 500 lies in it;
+    # after a short warm-up, chains started at the mode's Laplace approximation have the exact posterior, chains
+    # started from importance-resampled prior draws have not arrived yet
+    problem = GaussianLinear(dim=2)
+    torch.manual_seed(0)
+    x_obs = problem.simulate(torch.tensor([[0.4, -0.3]]).repeat(400, 1))
+    exact = problem.posterior(x_obs)
+    density = partial(problem.log_posterior_unnormalized, x_obs=x_obs)
+    reference = exact.sample((2000,)).float()
+    samples = mcmc_posterior(density, problem.prior, 2000, num_init=500, start="mode", chains=2000, warmup=20)
+    torch.testing.assert_close(samples.mean(0).double(), exact.mean, atol=0.002, rtol=0)
+    torch.testing.assert_close(samples.std(0).double(), exact.stddev, atol=0, rtol=0.08)
+    assert float(c2st(samples, reference)) < 0.56
+    crude = mcmc_posterior(density, problem.prior, 2000, num_init=500, chains=2000, warmup=20)
+    assert float(c2st(crude, reference)) > 0.7
+
+
+def test_lotka_volterra_reference_runs_agree_and_cover_the_truth():
+    problem = get_problem("lotka_volterra", num_times=10, steps_per_unit=5)
+    torch.manual_seed(3)
+    theta = problem.prior.sample((1,))
+    x_obs = problem.simulate(theta)
+    first, second = (problem.reference_posterior(x_obs, 1000, seed=seed) for seed in (0, 1))
+    assert float(c2st(first, second)) < 0.57
+    z = (theta[0] - first.mean(0)) / first.std(0)
+    assert z.abs().max() < 4
+
+
 def test_two_moons_grid_reference_is_bimodal_and_on_the_likelihood_ridge():
     problem = TwoMoons()
     x_obs = torch.zeros(1, 2)
@@ -164,3 +195,10 @@ def test_two_moons_grid_reference_is_bimodal_and_on_the_likelihood_ridge():
 
 def test_all_problems_are_registered():
     assert set(PROBLEMS) == {"gaussian_linear", "two_moons", "slcp", "gaussian_mixture", "sir", "lotka_volterra"}
+
+
+def test_mcmc_refuses_an_unknown_start():
+    problem = GaussianLinear(dim=2)
+    density = partial(problem.log_posterior_unnormalized, x_obs=torch.zeros(1, 2))
+    with pytest.raises(InvalidHyperparameterError, match="start must be"):
+        mcmc_posterior(density, problem.prior, 10, start="x")
