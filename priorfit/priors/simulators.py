@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from functools import partial
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Independent, LogNormal, MultivariateNormal, Normal, Uniform
@@ -26,6 +27,7 @@ __all__ = [
     "TwoMoons",
     "SLCP",
     "GaussianMixture",
+    "BernoulliGLM",
     "SIR",
     "LotkaVolterra",
     "PROBLEMS",
@@ -262,6 +264,50 @@ class GaussianMixture(_Problem):
         return torch.logaddexp(wide, narrow) - math.log(2)
 
 
+class BernoulliGLM(_Problem):
+    """sbibm's Bernoulli GLM: a neuron spiking in 100 time bins driven by a white-noise stimulus through a 9-tap filter.
+
+    θ = (offset, 9 filter weights) with sbibm's Gaussian smoothness prior (precision diag(0.5, FᵀF)); each bin t
+    spikes with probability σ(X_t θ), X = [1, stimulus lagged by 0..8 bins] (stimulus: NumPy's ``RandomState(42)``
+    normal draws, as sbibm's); x = Xᵀy (the spike count and the 9 spike-triggered sums of the stimulus), which are
+    sufficient statistics, so p(θ | x) = p(θ | y). ``log_likelihood`` is log p(y | θ) for any y with these
+    statistics: exact up to a term free of θ (how many spike trains share x), which no posterior sees.
+    """
+
+    name = "bernoulli_glm"
+    theta_dim = x_dim = 10
+    bins, taps = 100, 9
+
+    def __init__(self) -> None:
+        stimulus = torch.from_numpy(np.random.RandomState(42).randn(self.bins).astype(np.float32))
+        self.stimulus = stimulus
+        design = torch.zeros(self.bins, self.taps)
+        for lag in range(self.taps):
+            design[lag:, lag] = stimulus[: self.bins - lag]
+        self.design = torch.cat([torch.ones(self.bins, 1), design], dim=1)  # (100, 10)
+        differences = torch.eye(self.taps) - torch.diag(torch.ones(self.taps - 1), -1)
+        smooth = differences @ differences + torch.diag(torch.arange(self.taps) / self.taps) ** 0.5
+        precision = torch.zeros(self.theta_dim, self.theta_dim)
+        precision[0, 0] = 0.5
+        precision[1:, 1:] = smooth.T @ smooth
+        self.prior = MultivariateNormal(torch.zeros(self.theta_dim), precision_matrix=precision)
+
+    def _simulate(self, theta: Tensor) -> Tensor:
+        design = self.design.to(theta)
+        spikes = torch.bernoulli(torch.sigmoid(theta @ design.T))  # (N, 100)
+        return spikes @ design
+
+    def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
+        drive = theta @ self.design.to(theta).T  # (M, 100)
+        return theta @ x_obs.to(theta).T - torch.nn.functional.softplus(drive).sum(1, keepdim=True)
+
+    def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+        # log-concave and narrower than the prior in 10-D: chains start at the mode (Laplace), one sample each
+        x_obs = _check_obs(x_obs, self.x_dim, self.name)
+        density = partial(self.log_posterior_unnormalized, x_obs=x_obs)
+        return mcmc_posterior(density, self.prior, num_samples, seed=seed, start="mode", chains=num_samples, warmup=300)
+
+
 class SIR(_Problem):
     """SIR epidemic (sbibm's): θ = (contact rate β, recovery rate γ) with log-normal priors; the ODE is solved by
     RK4 over 160 days for a population of 10^6 with one initial case; x = Binomial(1000, I(t)/N) at 10 times
@@ -355,7 +401,9 @@ class LotkaVolterra(_Problem):
         return terms.sum(2).to(theta.dtype)
 
 
-PROBLEMS = {cls.name: cls for cls in (GaussianLinear, TwoMoons, SLCP, GaussianMixture, SIR, LotkaVolterra)}
+PROBLEMS = {
+    cls.name: cls for cls in (GaussianLinear, TwoMoons, SLCP, GaussianMixture, BernoulliGLM, SIR, LotkaVolterra)
+}
 
 
 def get_problem(name: str, **kwargs) -> _Problem:

@@ -18,7 +18,10 @@ def gaussian_prior(dim: int = 2) -> torch.distributions.Distribution:
     return torch.distributions.Independent(torch.distributions.Normal(torch.zeros(dim), 1.0), 1)
 
 
-@pytest.mark.parametrize("name", ["gaussian_linear", "two_moons", "slcp", "gaussian_mixture", "sir", "lotka_volterra"])
+ALL = ["gaussian_linear", "two_moons", "slcp", "gaussian_mixture", "bernoulli_glm", "sir", "lotka_volterra"]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_problems_simulate_batches_of_the_declared_shape(name):
     problem = get_problem(name)
     theta = problem.prior.sample((7,))
@@ -194,7 +197,7 @@ def test_two_moons_grid_reference_is_bimodal_and_on_the_likelihood_ridge():
 
 
 def test_all_problems_are_registered():
-    assert set(PROBLEMS) == {"gaussian_linear", "two_moons", "slcp", "gaussian_mixture", "sir", "lotka_volterra"}
+    assert set(PROBLEMS) == set(ALL)
 
 
 def test_mcmc_refuses_an_unknown_start():
@@ -202,3 +205,30 @@ def test_mcmc_refuses_an_unknown_start():
     density = partial(problem.log_posterior_unnormalized, x_obs=torch.zeros(1, 2))
     with pytest.raises(InvalidHyperparameterError, match="start must be"):
         mcmc_posterior(density, problem.prior, 10, start="x")
+
+
+def test_bernoulli_glm_statistics_are_sufficient_and_its_likelihood_is_the_spike_trains():
+    problem = get_problem("bernoulli_glm")
+    torch.manual_seed(0)
+    theta = problem.prior.sample((3,)).double()
+    spikes = torch.bernoulli(torch.full((1, 100), 0.3)).double()
+    drive = theta @ problem.design.double().T
+    bernoulli = spikes * torch.nn.functional.logsigmoid(drive) + (1 - spikes) * torch.nn.functional.logsigmoid(-drive)
+    x = spikes @ problem.design.double()  # the spike count and the 9 spike-triggered stimulus sums
+    torch.testing.assert_close(problem.log_likelihood(theta, x), bernoulli.sum(1))
+    simulated = problem.simulate(problem.prior.sample((500,)))
+    counts = simulated[:, 0]
+    assert torch.equal(counts, counts.round()) and counts.min() >= 0 and counts.max() <= 100
+
+
+def test_bernoulli_glm_reference_matches_sbibms():
+    # sbibm 1.1.0's observation 1 and the mean / sd of its 10,000 Polya-Gamma Gibbs reference samples (read from the
+    # files in its wheel; benchmarks/sbibm_references.py compares all ten observations by C2ST)
+    x_obs = torch.tensor(
+        [[56.0, 3.32306, 14.356438, 11.104893, -4.167525, -18.507809, -21.917496, -9.553517, -0.357257, -5.497825]]
+    )
+    mean = torch.tensor([0.888, 1.977, 3.285, 2.519, 0.315, -1.646, -2.429, -1.553, -0.283, 0.322])
+    sd = torch.tensor([0.401, 0.462, 0.64, 0.52, 0.312, 0.398, 0.504, 0.418, 0.338, 0.388])
+    samples = get_problem("bernoulli_glm").reference_posterior(x_obs, 2000)
+    assert ((samples.mean(0) - mean).abs() / sd).max() < 0.1  # 0.1 sd: ~4 standard errors of a 2,000-sample mean
+    torch.testing.assert_close(samples.std(0), sd, atol=0, rtol=0.08)
