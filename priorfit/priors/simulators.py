@@ -263,6 +263,38 @@ class GaussianMixture(_Problem):
         narrow = Normal(0.0, 0.1).log_prob(diff).sum(-1)
         return torch.logaddexp(wide, narrow) - math.log(2)
 
+    def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
+        # exact: given which component (wide or narrow) drew each of the n observations, the posterior is a Gaussian
+        # (truncated to the box, by rejection); the 2^n assignments, weighted by their evidence, give the mixture
+        x_obs = _check_obs(x_obs, self.x_dim, self.name)
+        if len(x_obs) > 12:
+            return mcmc_posterior(
+                partial(self.log_posterior_unnormalized, x_obs=x_obs), self.prior, num_samples, seed=seed
+            )
+        narrow = torch.cartesian_prod(*[torch.tensor([False, True])] * len(x_obs)).reshape(-1, len(x_obs))
+        variances = torch.where(narrow, 0.01, 1.0).double()  # (C, n): per observation, its component's variance
+        precision = (1 / variances).sum(1)  # (C,)
+        mean = (x_obs.unsqueeze(0) / variances.unsqueeze(-1)).sum(1) / precision.unsqueeze(-1)  # (C, 2)
+        # log ∫ Π_j N(x_j; θ, v_j I) dθ per assignment (2 dimensions), times the 1/2 of each observation's component
+        quadratic = (x_obs.square().sum(-1) / variances).sum(1) - mean.square().sum(-1) * precision
+        log_weight = -(variances.log().sum(1) + (len(x_obs) - 1) * math.log(2 * math.pi) + precision.log())
+        log_weight = log_weight - 0.5 * quadratic - len(x_obs) * math.log(2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            kept, have = [], 0
+            while have < num_samples:
+                component = torch.multinomial((log_weight - log_weight.max()).exp(), 4 * num_samples, replacement=True)
+                draw = (
+                    mean[component]
+                    + torch.randn(len(component), 2, dtype=torch.float64) / precision[component, None].sqrt()
+                )
+                draw = draw[self.prior.support.check(draw.float())]
+                kept.append(draw)
+                have += len(draw)
+                if not have and len(kept) > 20:
+                    raise ValueError("the observations' posterior lies outside the prior's box")
+        return torch.cat(kept)[:num_samples].float()
+
 
 class BernoulliGLM(_Problem):
     """sbibm's Bernoulli GLM: a neuron spiking in 100 time bins driven by a white-noise stimulus through a 9-tap filter.
@@ -302,10 +334,10 @@ class BernoulliGLM(_Problem):
         return theta @ x_obs.to(theta).T - torch.nn.functional.softplus(drive).sum(1, keepdim=True)
 
     def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
-        # log-concave and narrower than the prior in 10-D: chains start at the mode (Laplace), one sample each
+        # log-concave and narrower than the prior in 10-D: chains start at the mode (Laplace)
         x_obs = _check_obs(x_obs, self.x_dim, self.name)
         density = partial(self.log_posterior_unnormalized, x_obs=x_obs)
-        return mcmc_posterior(density, self.prior, num_samples, seed=seed, start="mode", chains=num_samples, warmup=300)
+        return mcmc_posterior(density, self.prior, num_samples, seed=seed, start="mode", warmup=300)
 
 
 class SIR(_Problem):
@@ -388,11 +420,10 @@ class LotkaVolterra(_Problem):
         return noisy.reshape(len(theta), self.x_dim).to(torch.float32)
 
     def _reference_posterior(self, x_obs: Tensor, num_samples: int, seed: int = 0) -> Tensor:
-        # 100 values with 10 % noise make the posterior far narrower than the prior: chains start at the mode's
-        # Laplace approximation, and each sample is the state of its own chain (no two samples from one chain)
+        # 100 values with 10 % noise: the posterior is far narrower than the prior, chains start at the mode
         x_obs = _check_obs(x_obs, self.x_dim, self.name)
         density = partial(self.log_posterior_unnormalized, x_obs=x_obs)
-        return mcmc_posterior(density, self.prior, num_samples, seed=seed, start="mode", chains=num_samples, warmup=200)
+        return mcmc_posterior(density, self.prior, num_samples, seed=seed, start="mode", warmup=200)
 
     def log_likelihood_terms(self, theta: Tensor, x_obs: Tensor) -> Tensor:
         populations = self.populations(theta).reshape(len(theta), 1, self.x_dim)  # (M, 1, Dx)
@@ -432,7 +463,7 @@ def mcmc_posterior(
     num_init: int = 20_000,
     warmup: int = 400,
     thin: int = 5,
-    chains: int = 500,
+    chains: int | None = None,
     start: str = "importance",
     num_starts: int = 8,
 ) -> Tensor:
@@ -443,10 +474,14 @@ def mcmc_posterior(
     prior draw lands in them: the ``num_starts`` densest prior draws are optimised (L-BFGS, in the prior support's
     unconstrained coordinates; the log density must be differentiable), and chains start from the Laplace
     approximation at the best optimum. Then one Gaussian proposal adapts to the chains' covariance during warm-up,
-    and each chain contributes every ``thin``-th state until ``num_samples`` are collected.
+    and each chain contributes every ``thin``-th state until ``num_samples`` are collected. ``chains`` defaults to
+    ``num_samples``: each sample is the state of its own chain after warm-up. Fewer chains give several nearby
+    samples per chain, and a classifier test (C2ST) tells such clumped samples from independent ones (SLCP: 0.63-0.69
+    against sbibm's reference with 500 chains, 0.49-0.51 with one sample per chain; benchmarks/sbibm_references.py).
     """
     if start not in ("importance", "mode"):
         raise InvalidHyperparameterError(f"start must be 'importance' or 'mode', got {start!r}")
+    chains = num_samples if chains is None else chains
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         candidates = prior.sample((num_init,)).double()

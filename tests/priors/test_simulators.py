@@ -151,6 +151,7 @@ def test_mcmc_matches_the_analytic_gaussian_linear_posterior():
     samples = mcmc_posterior(lambda t: problem.log_posterior_unnormalized(t, x_obs), problem.prior, 6000).double()
     torch.testing.assert_close(samples.mean(0), exact.mean, atol=0.01, rtol=0)
     torch.testing.assert_close(samples.std(0), exact.stddev, atol=0.01, rtol=0.05)
+    assert float(c2st(samples[:2000].float(), exact.sample((2000,)).float())) < 0.55
 
 
 def test_mode_started_mcmc_begins_in_a_posterior_no_prior_draw_reaches():
@@ -163,11 +164,11 @@ def test_mode_started_mcmc_begins_in_a_posterior_no_prior_draw_reaches():
     exact = problem.posterior(x_obs)
     density = partial(problem.log_posterior_unnormalized, x_obs=x_obs)
     reference = exact.sample((2000,)).float()
-    samples = mcmc_posterior(density, problem.prior, 2000, num_init=500, start="mode", chains=2000, warmup=20)
+    samples = mcmc_posterior(density, problem.prior, 2000, num_init=500, start="mode", warmup=20)
     torch.testing.assert_close(samples.mean(0).double(), exact.mean, atol=0.002, rtol=0)
     torch.testing.assert_close(samples.std(0).double(), exact.stddev, atol=0, rtol=0.08)
     assert float(c2st(samples, reference)) < 0.56
-    crude = mcmc_posterior(density, problem.prior, 2000, num_init=500, chains=2000, warmup=20)
+    crude = mcmc_posterior(density, problem.prior, 2000, num_init=500, warmup=20)
     assert float(c2st(crude, reference)) > 0.7
 
 
@@ -232,3 +233,16 @@ def test_bernoulli_glm_reference_matches_sbibms():
     samples = get_problem("bernoulli_glm").reference_posterior(x_obs, 2000)
     assert ((samples.mean(0) - mean).abs() / sd).max() < 0.1  # 0.1 sd: ~4 standard errors of a 2,000-sample mean
     torch.testing.assert_close(samples.std(0), sd, atol=0, rtol=0.08)
+
+
+def test_gaussian_mixture_reference_is_exact():
+    problem = get_problem("gaussian_mixture")
+    samples = problem.reference_posterior(torch.zeros(1, 2), 20_000).double()
+    # half the mass is N(x, 0.01 I), half N(x, I): the share within 0.3 of x is ½(1 − e^{−4.5}) + ½(1 − e^{−0.045})
+    share = (samples.norm(dim=1) < 0.3).double().mean()
+    assert abs(float(share) - 0.5 * (2 - math.exp(-4.5) - math.exp(-0.045))) < 0.01
+    # two observations 1 apart: the assignment "both narrow" has evidence e^{-25} relative to the others
+    pair = problem.reference_posterior(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), 20_000).double()
+    log_density = problem.log_posterior_unnormalized(pair[:200], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    assert torch.isfinite(log_density).all()
+    assert 0.3 < float(pair[:, 0].mean()) < 0.7 and float(pair[:, 1].mean()) == pytest.approx(0, abs=0.02)
