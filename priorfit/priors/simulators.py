@@ -2,10 +2,10 @@
 
 Each problem has ``prior`` (a torch distribution over θ), ``simulate(θ) -> x`` (batched, one
 simulation per row), ``log_likelihood(θ, x_obs)`` (θ (M, Dθ), x_obs (n, Dx) iid -> (M,)), and
-``reference_posterior(x_obs, num_samples, seed)``: analytic for Gaussian linear, a dense grid for two
-moons (2-D), and for the others many-chain Metropolis-Hastings (``mcmc_posterior``), which the tests
-check against the analytic Gaussian-linear posterior. ``SimulatorPrior(problem.prior, problem.simulate)``
-turns any of them into training data.
+``reference_posterior(x_obs, num_samples, seed)``: analytic for Gaussian linear and the Gaussian mixture, a
+dense grid for two moons (2-D), and for the others many-chain Metropolis-Hastings (``mcmc_posterior``), which
+the tests check against analytic posteriors and ``benchmarks/sbibm_references.py`` against sbibm's samples.
+``SimulatorPrior(problem.prior, problem.simulate)`` turns any of them into training data.
 """
 
 from __future__ import annotations
@@ -438,7 +438,8 @@ PROBLEMS = {
 
 
 def get_problem(name: str, **kwargs) -> _Problem:
-    """A standard problem by name: gaussian_linear, two_moons, slcp, gaussian_mixture, sir, lotka_volterra."""
+    """A standard problem by name (a key of ``PROBLEMS``): gaussian_linear, two_moons, slcp, gaussian_mixture,
+    bernoulli_glm, sir, lotka_volterra."""
     if name not in PROBLEMS:
         raise InvalidHyperparameterError(f"unknown SBI problem {name!r}; choose one of {sorted(PROBLEMS)}")
     return PROBLEMS[name](**kwargs)
@@ -476,17 +477,23 @@ def mcmc_posterior(
     approximation at the best optimum. Then one Gaussian proposal adapts to the chains' covariance during warm-up,
     and each chain contributes every ``thin``-th state until ``num_samples`` are collected. ``chains`` defaults to
     ``num_samples``: each sample is the state of its own chain after warm-up. Fewer chains give several nearby
-    samples per chain, and a classifier test (C2ST) tells such clumped samples from independent ones (SLCP: 0.63-0.69
-    against sbibm's reference with 500 chains, 0.49-0.51 with one sample per chain; benchmarks/sbibm_references.py).
+    samples per chain, and a classifier test (C2ST) tells such clumped samples from independent ones (SLCP: 0.60-0.69
+    against sbibm's reference with 500 chains, 0.49-0.52 with one sample per chain: benchmarks/sbibm_references.py,
+    results in ``sbibm_references_500_chains.json`` and ``sbibm_references.json``).
     """
     if start not in ("importance", "mode"):
         raise InvalidHyperparameterError(f"start must be 'importance' or 'mode', got {start!r}")
     chains = num_samples if chains is None else chains
+    raw_density = log_density
+
+    def log_density(theta: Tensor) -> Tensor:  # NaN (e.g. an ODE that overflowed) is zero density
+        values = raw_density(theta)
+        return values.masked_fill(values.isnan(), -math.inf)
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         candidates = prior.sample((num_init,)).double()
         weights = log_density(candidates)
-        weights = weights.masked_fill(weights.isnan(), -math.inf)  # e.g. an ODE that overflowed: zero density
         if not torch.isfinite(weights).any():
             raise ValueError("the posterior density is zero at every one of the prior draws used to start MCMC")
         if start == "mode":
