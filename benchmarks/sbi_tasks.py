@@ -6,8 +6,10 @@ every reference against sbibm's published samples), each at 1,000 and 10,000 sim
 NPE's published C2ST (sbibm paper) is stored beside ours where it exists. For every (task, budget) the same
 simulations train our ``flow`` and ``gmm`` estimators (``AmortizedPosterior``) and sbi's
 ``NPE(density_estimator="nsf")`` with the same training rule (batch 200, lr 5e-4, stop after 20 epochs without
-validation improvement). Posterior samples for 5 observations per task are compared with reference samples by
-``sbi.utils.metrics.c2st`` (0.5 = indistinguishable). Training and sampling wall times are reported.
+validation improvement); ``--methods`` picks others (our ``fmpe`` and ``score``, sbi's ``FMPE`` and ``NPSE`` with
+their defaults) and ``--budgets`` the simulation budgets. Posterior samples for 5 observations per task are
+compared with reference samples by ``sbi.utils.metrics.c2st`` (0.5 = indistinguishable). Training and sampling
+wall times are reported.
 
 Many iid observations (``--section iid``): 10-D Gaussian linear, 10,000 simulations of one observation
 each train our compositional ``score`` estimator (GAUSS composition, and Geffner's sum of scores with
@@ -17,6 +19,8 @@ observations against the exact posterior; training time, sampling time, and the 
 samples at n = 10 are reported.
 
     python benchmarks/sbi_tasks.py                 # writes benchmarks/results/sbi_tasks.{json,png}
+    python benchmarks/sbi_tasks.py --tasks slcp --methods fmpe sbi_fmpe --budgets 1000 --out FILE.json
+    python benchmarks/sbi_tasks.py --summary RUN.json ... --out benchmarks/results/sbi_table.json  # merged cells
     python benchmarks/sbi_tasks.py --section iid   # writes benchmarks/results/sbi_iid.{json,png}
     python benchmarks/sbi_tasks.py --section latency   # sampling time alone (results/sbi_latency.json)
     python benchmarks/sbi_tasks.py --section sampling  # flow layouts vs sbi: time and C2ST (sbi_sampling.{json,png})
@@ -75,14 +79,39 @@ def train_ours(kind: str, theta, x, prior, max_epochs: int) -> tuple[AmortizedPo
     return post, time.perf_counter() - start
 
 
-def train_sbi(theta, x, prior, max_epochs: int):
+def train_sbi(theta, x, prior, max_epochs: int, kind: str = "npe"):
+    """sbi's NPE (nsf), FMPE or NPSE (their defaults) trained on (θ, x): (posterior, seconds)."""
     start = time.perf_counter()
-    inference = NPE(prior=prior, density_estimator="nsf", show_progress_bars=False)
+    if kind == "npe":
+        inference = NPE(prior=prior, density_estimator="nsf", show_progress_bars=False)
+    else:
+        inference = {"fmpe": FMPE, "npse": NPSE}[kind](prior=prior, show_progress_bars=False)
     inference.append_simulations(theta, x).train(max_num_epochs=max_epochs)
     return inference.build_posterior(), time.perf_counter() - start
 
 
-def run(budgets: list[int], num_obs: int, num_samples: int, max_epochs: int, tasks=tuple(TASKS)) -> dict:
+OURS = ("flow", "gmm", "fmpe", "score")  # AmortizedPosterior estimators (flow: the autoregressive one, FLOW)
+SBI_METHODS = {"sbi_npe_nsf": "npe", "sbi_fmpe": "fmpe", "sbi_npse": "npse"}
+TABLE_METHODS = ("flow", "gmm", "sbi_npe_nsf")  # the default set; --methods adds fmpe, score, sbi_fmpe, sbi_npse
+
+
+def train_method(method: str, theta, x, prior, max_epochs: int):
+    """One method of the table trained on (θ, x): (draw(x_o, count) -> samples, training seconds)."""
+    if method in OURS:
+        posterior, train_s = train_ours(method, theta, x, prior, max_epochs)
+        return (lambda x_o, count: posterior.sample(x_o, count)), train_s
+    posterior, train_s = train_sbi(theta, x, prior, max_epochs, kind=SBI_METHODS[method])
+    return partial(_sbi_sample, posterior), train_s
+
+
+def run(
+    budgets: list[int],
+    num_obs: int,
+    num_samples: int,
+    max_epochs: int,
+    tasks=tuple(TASKS),
+    methods=TABLE_METHODS,
+) -> dict:
     results: dict = {}
     for task_name in tasks:
         problem = get_problem(task_name, **TASKS[task_name])
@@ -93,22 +122,13 @@ def run(budgets: list[int], num_obs: int, num_samples: int, max_epochs: int, tas
             theta = problem.prior.sample((budget,))
             x = problem.simulate(theta)
             cell: dict = {}
-            for method in ("flow", "gmm", "sbi_npe_nsf"):
-                if method == "sbi_npe_nsf":
-                    posterior, train_s = train_sbi(theta, x, problem.prior, max_epochs)
-
-                    def draw(x_o, posterior=posterior):
-                        return posterior.sample((num_samples,), x=x_o, show_progress_bars=False)
-                else:
-                    posterior, train_s = train_ours(method, theta, x, problem.prior, max_epochs)
-
-                    def draw(x_o, posterior=posterior):
-                        return posterior.sample(x_o, num_samples)
-
+            for method in methods:
+                torch.manual_seed(0)  # sbi's initial weights; ours follow AmortizedPosterior's seed
+                draw, train_s = train_method(method, theta, x, problem.prior, max_epochs)
                 scores, sample_s = [], []
                 for x_o, reference in zip(obs, references):
                     start = time.perf_counter()
-                    samples = draw(x_o)
+                    samples = draw(x_o, num_samples)
                     sample_s.append(time.perf_counter() - start)
                     scores.append(float(c2st(samples, reference)))
                 cell[method] = {
@@ -121,20 +141,67 @@ def run(budgets: list[int], num_obs: int, num_samples: int, max_epochs: int, tas
                     f"{task_name} {budget:>6} {method:12s} C2ST {np.mean(scores):.3f}  train {train_s:.0f} s",
                     flush=True,
                 )
-            cell["flow_minus_sbi"] = cell["flow"]["c2st_mean"] - cell["sbi_npe_nsf"]["c2st_mean"]
+            cell.update(compare(cell))
             if str(budget) in PUBLISHED_NPE.get(task_name, {}):
                 cell["published_npe"] = PUBLISHED_NPE[task_name][str(budget)]
             results.setdefault(task_name, {})[str(budget)] = cell
     return results
 
 
+def compare(cell: dict) -> dict:
+    """Differences of C2ST in one (task, budget) cell: ours minus sbi's, for the methods the cell holds."""
+    ours = {m: v["c2st_mean"] for m, v in cell.items() if m in OURS}
+    theirs = {m: v["c2st_mean"] for m, v in cell.items() if m in SBI_METHODS}
+    out: dict = {}
+    if "flow" in ours and "sbi_npe_nsf" in theirs:
+        out["flow_minus_sbi"] = ours["flow"] - theirs["sbi_npe_nsf"]
+    if ours and theirs:
+        out["best_ours"], out["best_sbi"] = min(ours, key=ours.get), min(theirs, key=theirs.get)
+        out["best_ours_minus_best_sbi"] = ours[out["best_ours"]] - theirs[out["best_sbi"]]
+    if "fmpe" in ours and "sbi_fmpe" in theirs:
+        out["fmpe_minus_sbi_fmpe"] = ours["fmpe"] - theirs["sbi_fmpe"]
+    return out
+
+
 def verdict(results: dict) -> dict:
-    gaps = {f"{t}/{b}": cell["flow_minus_sbi"] for t, cells in results.items() for b, cell in cells.items()}
-    return {
+    """The issue's bars over the cells this run holds (a cell counts only with the methods it trained)."""
+    cells = {f"{t}/{b}": cell for t, by_budget in results.items() for b, cell in by_budget.items()}
+    gaps = {name: cell["flow_minus_sbi"] for name, cell in cells.items() if "flow_minus_sbi" in cell}
+    best = {name: cell["best_ours_minus_best_sbi"] for name, cell in cells.items() if "best_ours" in cell}
+    fmpe = {name: cell["fmpe_minus_sbi_fmpe"] for name, cell in cells.items() if "fmpe_minus_sbi_fmpe" in cell}
+    report = {
         "flow_minus_sbi_c2st": gaps,
         "must_flow_within_0.02_of_sbi_everywhere": all(g <= 0.02 for g in gaps.values()),
         "aim_flow_below_sbi_everywhere": all(g < 0 for g in gaps.values()),
+        "best_ours_minus_best_sbi_c2st": best,
+        "must_best_within_0.02_of_best_sbi_everywhere": all(g <= 0.02 for g in best.values()),
     }
+    if fmpe:
+        report["fmpe_minus_sbi_fmpe_c2st"] = fmpe
+        report["must_fmpe_within_0.02_of_sbi_fmpe_everywhere"] = all(g <= 0.02 for g in fmpe.values())
+    return report
+
+
+def summarize(paths: list[Path]) -> dict:
+    """The table's cells merged from several runs of the tasks section (each method from the last file that has
+    it; every run draws a task's simulations from ``torch.manual_seed(budget)``, so a cell's methods trained on
+    the same data), with the comparisons and bars recomputed over all of them."""
+    results: dict = {}
+    sources: dict = {}
+    for path in paths:
+        for task_name, by_budget in json.loads(path.read_text())["results"].items():
+            for budget, cell in by_budget.items():
+                merged = results.setdefault(task_name, {}).setdefault(budget, {})
+                for method, values in cell.items():
+                    if method in OURS or method in SBI_METHODS:
+                        merged[method] = values
+                        sources.setdefault(f"{task_name}/{budget}", {})[method] = f"benchmarks/results/{path.name}"
+    for task_name, by_budget in results.items():
+        for budget, cell in by_budget.items():
+            cell.update(compare(cell))
+            if budget in PUBLISHED_NPE.get(task_name, {}):
+                cell["published_npe"] = PUBLISHED_NPE[task_name][budget]
+    return {"sources": sources, "results": results, "verdict": verdict(results)}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -146,7 +213,7 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), sharey=True)
     for ax, (task_name, cells) in zip(np.atleast_1d(axes), results.items()):
         budgets = sorted(cells, key=int)
-        for method in ("flow", "gmm", "sbi_npe_nsf"):
+        for method in [m for m in cells[budgets[0]] if isinstance(cells[budgets[0]][m], dict)]:
             ax.plot([int(b) for b in budgets], [cells[b][method]["c2st_mean"] for b in budgets], "o-", label=method)
         published = [(int(b), cells[b]["published_npe"]) for b in budgets if "published_npe" in cells[b]]
         if published:
@@ -347,12 +414,7 @@ def _ours(estimator: str, network: dict, seed: int, theta, x, prior, *, max_epoc
 
 def _sbi(kind: str, seed: int, theta, x, prior, *, max_epochs: int):
     torch.manual_seed(seed)
-    if kind == "npe":
-        posterior, _ = train_sbi(theta, x, prior, max_epochs)
-    else:
-        inference = FMPE(prior=prior, show_progress_bars=False)
-        inference.append_simulations(theta, x).train(max_num_epochs=max_epochs)
-        posterior = inference.build_posterior()
+    posterior, _ = train_sbi(theta, x, prior, max_epochs, kind=kind)
     return partial(_sbi_sample, posterior), partial(_sbi_log_prob, posterior)
 
 
@@ -676,7 +738,16 @@ def main() -> None:
     parser.add_argument("--pool", nargs="+", type=Path, help="sampling, --reverdict: add the seeds of these runs")
     parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), help="tasks, sampling: a subset of the tasks")
     parser.add_argument("--seeds", nargs="+", type=int, help=f"sampling: training seeds (default {SAMPLING_SEEDS})")
-    parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLING_METHODS), help="sampling: a subset")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=tuple(dict.fromkeys((*SAMPLING_METHODS, *OURS, *SBI_METHODS))),
+        help=f"sampling: a subset of {tuple(SAMPLING_METHODS)}; tasks: of {OURS + tuple(SBI_METHODS)}",
+    )
+    parser.add_argument("--budgets", type=int, nargs="+", help="tasks: simulation budgets (default 1,000 10,000)")
+    parser.add_argument(
+        "--summary", nargs="+", type=Path, help="tasks: merge these runs' cells into --out (no training)"
+    )
     parser.add_argument("--counts", type=int, nargs="+", help=f"iid: numbers of observations (default {IID_COUNTS})")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)  # both tools on the same threads
@@ -692,6 +763,8 @@ def main() -> None:
         print(json.dumps(report["verdict"], indent=2))
         return
     if args.section == "sampling":
+        if set(args.methods or ()) - set(SAMPLING_METHODS):
+            parser.error(f"--section sampling races the flow layouts {tuple(SAMPLING_METHODS)}")
         settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
             settings = dict(QUICK)
@@ -773,12 +846,24 @@ def main() -> None:
         plot_iid(results, out.with_suffix(".png"))
         print(json.dumps(report["verdict"], indent=2))
         return
+    if args.summary:
+        report = summarize(args.summary)
+        write_json(report, out)
+        print(json.dumps(report["verdict"], indent=2))
+        return
     if args.quick:
         settings = {"budgets": [300], "num_obs": 1, "num_samples": 300, "max_epochs": 3}
     else:
         settings = {"budgets": [1000, 10_000], "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
     if args.tasks:
         settings["tasks"] = args.tasks
+    if args.budgets:
+        settings["budgets"] = args.budgets
+    if args.methods:
+        unknown = set(args.methods) - set(OURS) - set(SBI_METHODS)
+        if unknown:
+            parser.error(f"--methods {sorted(unknown)} belong to --section sampling")
+        settings["methods"] = args.methods
     results = run(**settings)
     report = {
         "settings": settings,
