@@ -48,6 +48,7 @@ from sbi.inference import FMPE, NPE, NPSE
 from sbi.utils.metrics import c2st
 
 from priorfit import AmortizedPosterior
+from priorfit.errors import PriorfitError
 from priorfit.posterior import default_flow
 from priorfit.priors.simulators import get_problem
 
@@ -125,18 +126,24 @@ def run(
             for method in methods:
                 torch.manual_seed(0)  # sbi's initial weights; ours follow AmortizedPosterior's seed
                 draw, train_s = train_method(method, theta, x, problem.prior, max_epochs)
-                scores, sample_s = [], []
+                scores, sample_s, errors = [], [], []
                 for x_o, reference in zip(obs, references):
                     start = time.perf_counter()
-                    samples = draw(x_o, num_samples)
+                    try:
+                        samples = draw(x_o, num_samples)
+                    except PriorfitError as error:  # e.g. all samples outside the prior: told apart perfectly
+                        samples = None
+                        errors.append(str(error))
                     sample_s.append(time.perf_counter() - start)
-                    scores.append(float(c2st(samples, reference)))
+                    scores.append(1.0 if samples is None else float(c2st(samples, reference)))
                 cell[method] = {
                     "c2st_mean": float(np.mean(scores)),
                     "c2st": scores,
                     "train_seconds": train_s,
                     "sample_seconds_per_observation": float(np.mean(sample_s)),
                 }
+                if errors:
+                    cell[method]["errors"] = errors
                 print(
                     f"{task_name} {budget:>6} {method:12s} C2ST {np.mean(scores):.3f}  train {train_s:.0f} s",
                     flush=True,
@@ -169,13 +176,14 @@ def verdict(results: dict) -> dict:
     gaps = {name: cell["flow_minus_sbi"] for name, cell in cells.items() if "flow_minus_sbi" in cell}
     best = {name: cell["best_ours_minus_best_sbi"] for name, cell in cells.items() if "best_ours" in cell}
     fmpe = {name: cell["fmpe_minus_sbi_fmpe"] for name, cell in cells.items() if "fmpe_minus_sbi_fmpe" in cell}
-    report = {
-        "flow_minus_sbi_c2st": gaps,
-        "must_flow_within_0.02_of_sbi_everywhere": all(g <= 0.02 for g in gaps.values()),
-        "aim_flow_below_sbi_everywhere": all(g < 0 for g in gaps.values()),
-        "best_ours_minus_best_sbi_c2st": best,
-        "must_best_within_0.02_of_best_sbi_everywhere": all(g <= 0.02 for g in best.values()),
-    }
+    report: dict = {}  # a bar is stated only where some cell measures it
+    if gaps:
+        report["flow_minus_sbi_c2st"] = gaps
+        report["must_flow_within_0.02_of_sbi_everywhere"] = all(g <= 0.02 for g in gaps.values())
+        report["aim_flow_below_sbi_everywhere"] = all(g < 0 for g in gaps.values())
+    if best:
+        report["best_ours_minus_best_sbi_c2st"] = best
+        report["must_best_within_0.02_of_best_sbi_everywhere"] = all(g <= 0.02 for g in best.values())
     if fmpe:
         report["fmpe_minus_sbi_fmpe_c2st"] = fmpe
         report["must_fmpe_within_0.02_of_sbi_fmpe_everywhere"] = all(g <= 0.02 for g in fmpe.values())
