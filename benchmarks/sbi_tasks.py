@@ -33,6 +33,7 @@ samples at n = 10 are reported.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -639,11 +640,39 @@ def run_tsnpe(rounds: list[int], num_obs: int, num_samples: int, max_epochs: int
             seconds["sbi_rounds"] += time.perf_counter() - start
             scores["sbi_rounds"].append(float(c2st(_sbi_sample(theirs, x_o, num_samples), reference)))
             print(task_name, index, {name: round(values[-1], 3) for name, values in scores.items()}, flush=True)
+            print(f"{task_name} {index} seconds so far", {name: round(v) for name, v in seconds.items()}, flush=True)
         results[task_name] = {
             name: {"c2st_mean": float(np.mean(values)), "c2st_per_observation": values, "train_seconds": seconds[name]}
             for name, values in scores.items()
         }
     return results
+
+
+TSNPE_LINE = re.compile(r"(" + "|".join(TASKS) + r") (\d+) (\{[^}]*\})")
+
+
+def tsnpe_from_log(log: Path) -> dict:
+    """The per-observation C2ST an interrupted ``--section tsnpe`` run printed (no training times)."""
+    results: dict = {}
+    for task_name, _, scores in TSNPE_LINE.findall(log.read_text()):
+        for name, score in ast.literal_eval(scores).items():
+            results.setdefault(task_name, {}).setdefault(name, {"c2st_per_observation": []})
+            results[task_name][name]["c2st_per_observation"].append(score)
+    for cell in results.values():
+        for values in cell.values():
+            values["c2st_mean"] = float(np.mean(values["c2st_per_observation"]))
+    return results
+
+
+def tsnpe_verdict(results: dict) -> dict:
+    """Rounds against one round of the same total budget (the gain), and against 10,000 simulations (the aim)."""
+    means = {task: {name: v["c2st_mean"] for name, v in cell.items()} for task, cell in results.items()}
+    return {
+        "flow_rounds_minus_flow_single": {t: m["flow_rounds"] - m["flow_single"] for t, m in means.items()},
+        "sbi_rounds_minus_sbi_single": {t: m["sbi_rounds"] - m["sbi_single"] for t, m in means.items()},
+        "flow_rounds_minus_sbi_rounds": {t: m["flow_rounds"] - m["sbi_rounds"] for t, m in means.items()},
+        "aim_flow_rounds_at_or_below_flow_10k": {t: m["flow_rounds"] <= m["flow_10k"] for t, m in means.items()},
+    }
 
 
 def _sbi_sample(posterior, x_o, count: int):
@@ -740,11 +769,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads, the same for both tools")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and few epochs: checks the script runs")
-    parser.add_argument("--from-log", type=Path, help="iid: rebuild the JSON from an interrupted run's log")
+    parser.add_argument("--from-log", type=Path, help="iid, tsnpe: rebuild the JSON from an interrupted run's log")
     parser.add_argument("--budget", type=int, help="sampling: simulations (default 1,000)")
     parser.add_argument("--reverdict", action="store_true", help="sampling: recompute the bars from the JSON")
     parser.add_argument("--pool", nargs="+", type=Path, help="sampling, --reverdict: add the seeds of these runs")
-    parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), help="tasks, sampling: a subset of the tasks")
+    parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), help="tasks, sampling, tsnpe: a subset")
     parser.add_argument("--seeds", nargs="+", type=int, help=f"sampling: training seeds (default {SAMPLING_SEEDS})")
     parser.add_argument(
         "--methods",
@@ -820,8 +849,17 @@ def main() -> None:
         settings = {"rounds": [1000, 1000, 1000], "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
         if args.quick:
             settings = {"rounds": [200, 200], "num_obs": 1, "num_samples": 200, "max_epochs": 3}
-        report = section_report(run_tsnpe, settings)
+        if args.tasks:
+            settings["tasks"] = args.tasks
+        if args.from_log:  # C2ST of the observations an interrupted run finished
+            report = {"settings": settings, "partial": f"recovered from the log {args.from_log.name}"}
+            report.update(tsnpe_from_log(args.from_log))
+        else:
+            report = section_report(run_tsnpe, settings)
+        results = {task: report[task] for task in settings.get("tasks", TSNPE_TASKS) if task in report}
+        report["verdict"] = tsnpe_verdict(results)
         write_json(report, out)
+        print(json.dumps(report["verdict"], indent=2))
         return
     if args.section == "latency":
         settings = {"budget": 10_000, "dim": 10, "max_epochs": 1000}
