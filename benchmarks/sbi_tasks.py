@@ -781,6 +781,7 @@ def main() -> None:
         choices=tuple(dict.fromkeys((*SAMPLING_METHODS, *OURS, *SBI_METHODS))),
         help=f"sampling: a subset of {tuple(SAMPLING_METHODS)}; tasks: of {OURS + tuple(SBI_METHODS)}",
     )
+    parser.add_argument("--num-obs", type=int, help="tsnpe: observations per task (default 5)")
     parser.add_argument("--budgets", type=int, nargs="+", help="tasks: simulation budgets (default 1,000 10,000)")
     parser.add_argument(
         "--summary", nargs="+", type=Path, help="tasks: merge these runs' cells into --out (no training)"
@@ -851,6 +852,8 @@ def main() -> None:
             settings = {"rounds": [200, 200], "num_obs": 1, "num_samples": 200, "max_epochs": 3}
         if args.tasks:
             settings["tasks"] = args.tasks
+        if args.num_obs:
+            settings["num_obs"] = args.num_obs
         if args.from_log:  # C2ST of the observations an interrupted run finished
             report = {"settings": settings, "partial": f"recovered from the log {args.from_log.name}"}
             report.update(tsnpe_from_log(args.from_log))
