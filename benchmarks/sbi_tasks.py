@@ -213,6 +213,29 @@ def summarize(paths: list[Path]) -> dict:
     return {"sources": sources, "results": results, "verdict": verdict(results)}
 
 
+def markdown_table(results: dict) -> str:
+    """The merged cells as the README's table: a row per (task, budget), bold where a method is best."""
+    methods = [m for m in (*OURS, *SBI_METHODS) if any(m in c for b in results.values() for c in b.values())]
+    lines = [
+        "| task, simulations | " + " | ".join(methods) + " | NPE, sbibm paper |",
+        "| --- " * (len(methods) + 2) + "|",
+    ]
+    for task_name, by_budget in results.items():
+        for budget, cell in sorted(by_budget.items(), key=lambda item: int(item[0])):
+            best = min(cell[m]["c2st_mean"] for m in methods if m in cell)
+            shown = [
+                "–"
+                if m not in cell
+                else f"**{cell[m]['c2st_mean']:.3f}**"
+                if cell[m]["c2st_mean"] == best
+                else f"{cell[m]['c2st_mean']:.3f}"
+                for m in methods
+            ]
+            published = f"{cell['published_npe']:.3f}" if "published_npe" in cell else "–"
+            lines.append(f"| {task_name}, {int(budget):,} | " + " | ".join(shown) + f" | {published} |")
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -899,6 +922,7 @@ def main() -> None:
         report = summarize(args.summary)
         write_json(report, out)
         print(json.dumps(report["verdict"], indent=2))
+        print(markdown_table(report["results"]))
         return
     if args.quick:
         settings = {"budgets": [300], "num_obs": 1, "num_samples": 300, "max_epochs": 3}
