@@ -27,6 +27,7 @@ samples at n = 10 are reported.
     python benchmarks/sbi_tasks.py --section fmpe      # flow matching vs sbi's FMPE (sbi_fmpe.json)
     python benchmarks/sbi_tasks.py --section tsnpe     # truncated rounds 3 x 1,000 vs one round (sbi_tsnpe.json)
     python benchmarks/sbi_tasks.py --section series    # Lotka-Volterra trajectories: embeddings (sbi_series.json)
+    python benchmarks/sbi_tasks.py --section score_samplers --tasks gaussian_linear  # DDIM vs SDE, one score net
     python benchmarks/sbi_tasks.py --quick         # a minute-long smoke run of both sections (tiny budgets)
 """
 
@@ -607,6 +608,34 @@ def run_series(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> 
     return results
 
 
+SCORE_SAMPLERS = (("gauss", 50), ("gauss", 200), ("gauss", 1000), ("geffner", 200), ("geffner", 1000))
+
+
+def run_score_samplers(budget: int, num_obs: int, num_samples: int, max_epochs: int, task: str) -> dict:
+    """One trained ``score`` estimator sampled for one observation by each sampler: ``iid_method="gauss"`` is
+    the deterministic DDIM sampler, ``"geffner"`` Euler-Maruyama on the reverse SDE (n = 1 composes nothing)."""
+    problem = get_problem(task, **TASKS.get(task, {}))
+    obs = observations(problem, num_obs, seed=1000)
+    references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+    torch.manual_seed(budget)  # the tasks section's simulations
+    theta = problem.prior.sample((budget,))
+    x = problem.simulate(theta)
+    torch.manual_seed(0)
+    post, train_s = train_ours("score", theta, x, problem.prior, max_epochs)
+    results: dict = {"task": task, "train_seconds": train_s, "by_sampler": {}}
+    for method, steps in SCORE_SAMPLERS:
+        post.iid_method, post.sampling_steps = method, steps
+        start = time.perf_counter()
+        scores = [float(c2st(post.sample(x_o, num_samples), ref)) for x_o, ref in zip(obs, references)]
+        results["by_sampler"][f"{method}_{steps}"] = {
+            "c2st_mean": float(np.mean(scores)),
+            "c2st": scores,
+            "sample_seconds_per_observation": (time.perf_counter() - start) / num_obs,
+        }
+        print(task, method, steps, round(float(np.mean(scores)), 3), flush=True)
+    return results
+
+
 TSNPE_TASKS = ("two_moons", "slcp")
 
 
@@ -787,7 +816,9 @@ def section_report(run, settings: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--section", choices=("tasks", "iid", "latency", "sampling", "fmpe", "tsnpe", "series"), default="tasks"
+        "--section",
+        choices=("tasks", "iid", "latency", "sampling", "fmpe", "tsnpe", "series", "score_samplers"),
+        default="tasks",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads, the same for both tools")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/sbi_<section>.json)")
@@ -868,6 +899,13 @@ def main() -> None:
             settings = dict(QUICK)
         report = section_report(run_series, settings)
         write_json(report, out)
+        return
+    if args.section == "score_samplers":
+        settings = {"budget": args.budget or 1000, "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
+        settings["task"] = (args.tasks or ["gaussian_linear"])[0]
+        if args.quick:
+            settings.update(QUICK)
+        write_json(section_report(run_score_samplers, settings), out)
         return
     if args.section == "tsnpe":
         settings = {"rounds": [1000, 1000, 1000], "num_obs": 5, "num_samples": 2000, "max_epochs": 1000}
