@@ -74,6 +74,19 @@ def observations(problem, count: int, seed: int) -> list[torch.Tensor]:
         return [problem.simulate(theta[i : i + 1]) for i in range(count)]
 
 
+def observed(problem, num_obs: int, num_samples: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The benchmark's observations of a task (seed 1000) and a reference posterior sample for each."""
+    obs = observations(problem, num_obs, seed=1000)
+    return obs, [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+
+
+def simulations(problem, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``budget`` (θ, x) pairs drawn after ``torch.manual_seed(budget)``: the same data in every section and run."""
+    torch.manual_seed(budget)
+    theta = problem.prior.sample((budget,))
+    return theta, problem.simulate(theta)
+
+
 def train_ours(kind: str, theta, x, prior, max_epochs: int) -> tuple[AmortizedPosterior, float]:
     start = time.perf_counter()
     network = FLOW if kind == "flow" else None
@@ -102,7 +115,7 @@ def train_method(method: str, theta, x, prior, max_epochs: int):
     """One method of the table trained on (θ, x): (draw(x_o, count) -> samples, training seconds)."""
     if method in OURS:
         posterior, train_s = train_ours(method, theta, x, prior, max_epochs)
-        return (lambda x_o, count: posterior.sample(x_o, count)), train_s
+        return posterior.sample, train_s
     posterior, train_s = train_sbi(theta, x, prior, max_epochs, kind=SBI_METHODS[method])
     return partial(_sbi_sample, posterior), train_s
 
@@ -118,12 +131,9 @@ def run(
     results: dict = {}
     for task_name in tasks:
         problem = get_problem(task_name, **TASKS[task_name])
-        obs = observations(problem, num_obs, seed=1000)
-        references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+        obs, references = observed(problem, num_obs, num_samples)
         for budget in budgets:
-            torch.manual_seed(budget)
-            theta = problem.prior.sample((budget,))
-            x = problem.simulate(theta)
+            theta, x = simulations(problem, budget)
             cell: dict = {}
             for method in methods:
                 torch.manual_seed(0)  # sbi's initial weights; ours follow AmortizedPosterior's seed
@@ -214,6 +224,10 @@ def summarize(paths: list[Path]) -> dict:
     return {"sources": sources, "results": results, "verdict": verdict(results)}
 
 
+def _table_entry(value: float, best: float) -> str:
+    return f"**{value:.3f}**" if value == best else f"{value:.3f}"
+
+
 def markdown_table(results: dict) -> str:
     """The merged cells as the README's table: a row per (task, budget), bold where a method is best."""
     methods = [m for m in (*OURS, *SBI_METHODS) if any(m in c for b in results.values() for c in b.values())]
@@ -224,14 +238,7 @@ def markdown_table(results: dict) -> str:
     for task_name, by_budget in results.items():
         for budget, cell in sorted(by_budget.items(), key=lambda item: int(item[0])):
             best = min(cell[m]["c2st_mean"] for m in methods if m in cell)
-            shown = [
-                "–"
-                if m not in cell
-                else f"**{cell[m]['c2st_mean']:.3f}**"
-                if cell[m]["c2st_mean"] == best
-                else f"{cell[m]['c2st_mean']:.3f}"
-                for m in methods
-            ]
+            shown = [_table_entry(cell[m]["c2st_mean"], best) if m in cell else "–" for m in methods]
             published = f"{cell['published_npe']:.3f}" if "published_npe" in cell else "–"
             lines.append(f"| {task_name}, {int(budget):,} | " + " | ".join(shown) + f" | {published} |")
     return "\n".join(lines)
@@ -276,9 +283,7 @@ def run_iid(
     budget: int, num_obs: int, num_samples: int, max_epochs: int, dim: int, sbi_steps: int, counts=IID_COUNTS
 ) -> dict:
     problem = get_problem("gaussian_linear", dim=dim)
-    torch.manual_seed(budget)
-    theta = problem.prior.sample((budget,))
-    x = problem.simulate(theta)
+    theta, x = simulations(problem, budget)
     samplers: dict = {}  # method -> (draw(x_o, count), train seconds)
 
     start = time.perf_counter()
@@ -467,11 +472,8 @@ def run_race(
     results: dict = {}
     for task_name in tasks:
         problem = get_problem(task_name, **TASKS.get(task_name, {}))
-        obs = observations(problem, num_obs, seed=1000)
-        references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
-        torch.manual_seed(budget)
-        theta = problem.prior.sample((budget,))
-        x = problem.simulate(theta)
+        obs, references = observed(problem, num_obs, num_samples)
+        theta, x = simulations(problem, budget)
         samplers, densities = {}, {}
         cell = {method: {"c2st_per_seed": [], "train_seconds_per_seed": []} for method in builders}
         for seed in seeds:
@@ -587,9 +589,7 @@ def run_series(budget: int, num_obs: int, num_samples: int, max_epochs: int) -> 
             float(c2st(problem.reference_posterior(x_o, num_samples, seed=100 + i), references[-1]))
         )
     print("MCMC reference against a second run: C2ST", [round(v, 3) for v in reference_checks], flush=True)
-    torch.manual_seed(budget)
-    theta = problem.prior.sample((budget,))
-    x = problem.simulate(theta)
+    theta, x = simulations(problem, budget)
     cnn = {"encoder": {"embedding": {"kind": "cnn", "channels": 2}}}
     methods = {
         "flow_mlp": lambda: _ours("flow", {}, 0, theta, x, problem.prior, max_epochs=max_epochs)[0],
@@ -615,11 +615,8 @@ def run_score_samplers(budget: int, num_obs: int, num_samples: int, max_epochs: 
     """One trained ``score`` estimator sampled for one observation by each sampler: ``iid_method="gauss"`` is
     the deterministic DDIM sampler, ``"geffner"`` Euler-Maruyama on the reverse SDE (n = 1 composes nothing)."""
     problem = get_problem(task, **TASKS.get(task, {}))
-    obs = observations(problem, num_obs, seed=1000)
-    references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
-    torch.manual_seed(budget)  # the tasks section's simulations
-    theta = problem.prior.sample((budget,))
-    x = problem.simulate(theta)
+    obs, references = observed(problem, num_obs, num_samples)
+    theta, x = simulations(problem, budget)
     torch.manual_seed(0)
     post, train_s = train_ours("score", theta, x, problem.prior, max_epochs)
     results: dict = {"task": task, "train_seconds": train_s, "by_sampler": {}}
@@ -661,15 +658,12 @@ def run_tsnpe(rounds: list[int], num_obs: int, num_samples: int, max_epochs: int
     total, results = sum(rounds), {}
     for task_name in tasks:
         problem = get_problem(task_name, **TASKS.get(task_name, {}))
-        obs = observations(problem, num_obs, seed=1000)
-        references = [problem.reference_posterior(x_o, num_samples, seed=i) for i, x_o in enumerate(obs)]
+        obs, references = observed(problem, num_obs, num_samples)
         scores: dict = {name: [] for name in ("flow_rounds", "sbi_rounds", "flow_single", "sbi_single", "flow_10k")}
         seconds: dict = {name: 0.0 for name in scores}
         singles = {}
         for name, budget in (("flow_single", total), ("flow_10k", 10_000), ("sbi_single", total)):
-            torch.manual_seed(budget)
-            theta = problem.prior.sample((budget,))
-            x = problem.simulate(theta)
+            theta, x = simulations(problem, budget)
             start = time.perf_counter()
             if name.startswith("flow"):
                 post = AmortizedPosterior("flow", max_epochs=max_epochs, progress_bar=False)
