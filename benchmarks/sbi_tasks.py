@@ -87,10 +87,10 @@ def simulations(problem, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
     return theta, problem.simulate(theta)
 
 
-def train_ours(kind: str, theta, x, prior, max_epochs: int) -> tuple[AmortizedPosterior, float]:
+def train_ours(kind: str, theta, x, prior, max_epochs: int, seed: int = 0) -> tuple[AmortizedPosterior, float]:
     start = time.perf_counter()
     network = FLOW if kind == "flow" else None
-    post = AmortizedPosterior(kind, network=network, max_epochs=max_epochs, logger=None, progress_bar=False)
+    post = AmortizedPosterior(kind, network=network, max_epochs=max_epochs, seed=seed, logger=None, progress_bar=False)
     post.fit_simulations(theta, x.unsqueeze(1), prior=prior)
     return post, time.perf_counter() - start
 
@@ -111,11 +111,13 @@ SBI_METHODS = {"sbi_npe_nsf": "npe", "sbi_fmpe": "fmpe", "sbi_npse": "npse"}
 TABLE_METHODS = ("flow", "gmm", "sbi_npe_nsf")  # the default set; --methods adds fmpe, score, sbi_fmpe, sbi_npse
 
 
-def train_method(method: str, theta, x, prior, max_epochs: int):
-    """One method of the table trained on (θ, x): (draw(x_o, count) -> samples, training seconds)."""
+def train_method(method: str, theta, x, prior, max_epochs: int, seed: int = 0):
+    """One method of the table trained on (θ, x) from training seed ``seed`` (initial weights, validation split):
+    (draw(x_o, count) -> samples, training seconds)."""
     if method in OURS:
-        posterior, train_s = train_ours(method, theta, x, prior, max_epochs)
+        posterior, train_s = train_ours(method, theta, x, prior, max_epochs, seed)
         return posterior.sample, train_s
+    torch.manual_seed(seed)  # sbi's initial weights and split
     posterior, train_s = train_sbi(theta, x, prior, max_epochs, kind=SBI_METHODS[method])
     return partial(_sbi_sample, posterior), train_s
 
@@ -127,7 +129,10 @@ def run(
     max_epochs: int,
     tasks=tuple(TASKS),
     methods=TABLE_METHODS,
+    seeds=(0,),
 ) -> dict:
+    """C2ST of every method in every (task, budget) cell; with several training ``seeds`` a method's figures are
+    means over its seeds (the same simulations; ``by_seed`` keeps each seed's mean)."""
     results: dict = {}
     for task_name in tasks:
         problem = get_problem(task_name, **TASKS[task_name])
@@ -136,28 +141,13 @@ def run(
             theta, x = simulations(problem, budget)
             cell: dict = {}
             for method in methods:
-                torch.manual_seed(0)  # sbi's initial weights; ours follow AmortizedPosterior's seed
-                draw, train_s = train_method(method, theta, x, problem.prior, max_epochs)
-                scores, sample_s, errors = [], [], []
-                for x_o, reference in zip(obs, references):
-                    start = time.perf_counter()
-                    try:
-                        samples = draw(x_o, num_samples)
-                    except PriorfitError as error:  # e.g. all samples outside the prior: told apart perfectly
-                        samples = None
-                        errors.append(str(error))
-                    sample_s.append(time.perf_counter() - start)
-                    scores.append(1.0 if samples is None else float(c2st(samples, reference)))
-                cell[method] = {
-                    "c2st_mean": float(np.mean(scores)),
-                    "c2st": scores,
-                    "train_seconds": train_s,
-                    "sample_seconds_per_observation": float(np.mean(sample_s)),
-                }
-                if errors:
-                    cell[method]["errors"] = errors
+                runs = [
+                    score_method(method, theta, x, problem.prior, max_epochs, seed, obs, references) for seed in seeds
+                ]
+                cell[method] = runs[0] if len(runs) == 1 else mean_over_seeds(runs, seeds)
                 print(
-                    f"{task_name} {budget:>6} {method:12s} C2ST {np.mean(scores):.3f}  train {train_s:.0f} s",
+                    f"{task_name} {budget:>6} {method:12s} C2ST {cell[method]['c2st_mean']:.3f}  "
+                    f"train {cell[method]['train_seconds']:.0f} s",
                     flush=True,
                 )
             cell.update(compare(cell))
@@ -165,6 +155,45 @@ def run(
                 cell["published_npe"] = PUBLISHED_NPE[task_name][str(budget)]
             results.setdefault(task_name, {})[str(budget)] = cell
     return results
+
+
+def score_method(method: str, theta, x, prior, max_epochs: int, seed: int, obs, references) -> dict:
+    """One training of ``method`` scored on every observation: C2ST, training and sampling seconds."""
+    draw, train_s = train_method(method, theta, x, prior, max_epochs, seed)
+    scores, sample_s, errors = [], [], []
+    for x_o, reference in zip(obs, references):
+        start = time.perf_counter()
+        try:
+            samples = draw(x_o, len(reference))
+        except PriorfitError as error:  # e.g. all samples outside the prior: told apart perfectly
+            samples = None
+            errors.append(str(error))
+        sample_s.append(time.perf_counter() - start)
+        scores.append(1.0 if samples is None else float(c2st(samples, reference)))
+    result = {
+        "c2st_mean": float(np.mean(scores)),
+        "c2st": scores,
+        "train_seconds": train_s,
+        "sample_seconds_per_observation": float(np.mean(sample_s)),
+    }
+    if errors:
+        result["errors"] = errors
+    return result
+
+
+def mean_over_seeds(runs: list[dict], seeds) -> dict:
+    """Several seeds' results of one method as one: means over seeds (per observation), each seed's mean kept."""
+    pooled = {
+        "c2st_mean": float(np.mean([r["c2st_mean"] for r in runs])),
+        "c2st": np.mean([r["c2st"] for r in runs], axis=0).tolist(),
+        "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+        "sample_seconds_per_observation": float(np.mean([r["sample_seconds_per_observation"] for r in runs])),
+        "by_seed": {str(seed): r["c2st_mean"] for seed, r in zip(seeds, runs)},
+    }
+    errors = [e for r in runs for e in r.get("errors", [])]
+    if errors:
+        pooled["errors"] = errors
+    return pooled
 
 
 def compare(cell: dict) -> dict:
@@ -822,7 +851,9 @@ def main() -> None:
     parser.add_argument("--reverdict", action="store_true", help="sampling: recompute the bars from the JSON")
     parser.add_argument("--pool", nargs="+", type=Path, help="sampling, --reverdict: add the seeds of these runs")
     parser.add_argument("--tasks", nargs="+", choices=tuple(TASKS), help="tasks, sampling, tsnpe: a subset")
-    parser.add_argument("--seeds", nargs="+", type=int, help=f"sampling: training seeds (default {SAMPLING_SEEDS})")
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, help=f"sampling, tasks: training seeds (default {SAMPLING_SEEDS}; tasks: 0)"
+    )
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -969,6 +1000,8 @@ def main() -> None:
         if unknown:
             parser.error(f"--methods {sorted(unknown)} belong to --section sampling")
         settings["methods"] = args.methods
+    if args.seeds:
+        settings["seeds"] = args.seeds
     results = run(**settings)
     report = {
         "settings": settings,
