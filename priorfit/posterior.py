@@ -74,7 +74,8 @@ class AmortizedPosterior:
         device: where it trains and answers: "cpu", "cuda", "cuda:1", "mps" (``posterior(device=)`` moves it).
         progress_bar: Lightning's progress bar while training.
         sampling_steps: reverse-diffusion steps of the "score" sampler (None: 50 for "gauss", 200 for
-            "geffner", whose Langevin-corrected sampler needs more).
+            "geffner", whose Langevin-corrected sampler needs more, and 200 for one observation, where nothing
+            is composed and both run the reverse SDE).
         lr_plateau_patience: flow and gmm halve the learning rate after this many epochs without a better
             validation loss (None: constant, as sbi). The score estimator averages its weights (EMA) instead
             and ignores this.
@@ -362,8 +363,7 @@ class AmortizedPosterior:
         x = self._observations(x_obs)
         if self.estimator == "score":
             iid_method = getattr(self, "iid_method", "gauss")
-            steps = self.sampling_steps or (50 if iid_method == "gauss" else 200)
-            conditional = ComposedScoreSampler(network, x[0], steps, iid_method)
+            conditional = ComposedScoreSampler(network, x[0], self.sampling_steps, iid_method)
         else:
             conditional = network(x)
         support = getattr(self.prior_, "support", None) if reject_outside_prior else None

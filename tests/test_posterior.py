@@ -185,6 +185,30 @@ def test_score_estimators_smoke(problem, tmp_path):
     assert torch.isfinite(grouped.sample(problem.simulate(problem.prior.sample((1,)).repeat(10, 1)), 50)).all()
 
 
+def test_score_sampler_defaults_follow_the_number_of_score_terms(problem, monkeypatch):
+    """One score term (n = 1, or n ≤ group_size) composes nothing and runs the reverse SDE with 200 steps;
+    GAUSS composition for n > 1 runs DDIM with 50; an explicit sampling_steps wins."""
+    post = AmortizedPosterior("score", **{**FAST, "max_epochs": 2})
+    post.fit(problem.prior, problem.simulate, num_simulations=300)
+    network = post._network()
+    integrations = []
+    integrate = network._reverse_diffusion
+
+    def recording(theta, score_fn, steps, sampler, *args):
+        integrations.append((sampler, steps))
+        return integrate(theta, score_fn, steps, sampler, *args)
+
+    monkeypatch.setattr(network, "_reverse_diffusion", recording)
+    theta = problem.prior.sample((1,))
+    post.sample(problem.simulate(theta), 20, reject_outside_prior=False)
+    assert integrations[-1] == ("sde", 200)
+    post.sample(problem.simulate(theta.repeat(3, 1)), 20, reject_outside_prior=False)
+    assert integrations[-1] == ("ddim", 50)  # after the precisions' own DDIM run
+    post.sampling_steps = 7
+    post.sample(problem.simulate(theta), 20, reject_outside_prior=False)
+    assert integrations[-1] == ("sde", 7)
+
+
 def test_non_finite_simulations_are_dropped_before_training(problem):
     theta = problem.prior.sample((300,))
     x = problem.simulate(theta)
