@@ -8,6 +8,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from priorfit._files import atomic_write
+
 HERE = Path(__file__).resolve().parent
 
 QUICKSTART = [
@@ -275,9 +277,9 @@ pairplot(samples, truth=theta_true[0], reference=reference, labels=["β", "γ"])
 
 The `score` estimator learns the diffused posterior score of a *single* observation (and of the prior,
 through a "no observation" token). For n iid observations the n scores are composed at sampling time, with
-GAUSS's Gaussian correction (Linhart et al. 2024) by default or Geffner et al.'s sum with Langevin steps.
-On a 2-D Gaussian linear model the exact posterior is known for every n; the network never saw more than
-one observation at a time.""",
+GAUSS's Gaussian correction (Linhart et al. 2024) by default or Geffner et al.'s sum with Langevin steps;
+one observation composes nothing and is sampled by the reverse SDE. On a 2-D Gaussian linear model the
+exact posterior is known for every n; the network never saw more than one observation at a time.""",
     ),
     (
         "code",
@@ -782,7 +784,7 @@ def main(names: list[str]) -> None:
         nb = build(NOTEBOOKS[name])
         NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
         clean_outputs(nb)
-        nbformat.write(nb, HERE / name)
+        atomic_write(HERE / name, lambda temporary, nb=nb: nbformat.write(nb, temporary))
         print("wrote", HERE / name)
 
 
