@@ -52,6 +52,7 @@ from sbi.utils.metrics import c2st
 from priorfit import AmortizedPosterior
 from priorfit.errors import PriorfitError
 from priorfit.networks.sampling import ObservedPosterior
+from priorfit.networks.score import ComposedScoreSampler
 from priorfit.posterior import default_flow
 from priorfit.priors.simulators import get_problem
 
@@ -649,18 +650,6 @@ SCORE_SAMPLERS = (
 )
 
 
-class _ScoreSampler:
-    """The score network's sampler for one observation with a chosen integrator, in the ``sample(shape)`` form
-    ``ObservedPosterior`` takes (which rejects draws outside the prior's support, as ``post.sample`` does)."""
-
-    def __init__(self, network, x_o: torch.Tensor, integrator: str, steps: int) -> None:
-        self.network, self.x_o, self.integrator, self.steps = network, x_o, integrator, steps
-
-    def sample(self, shape: tuple[int]) -> torch.Tensor:
-        theta = self.network.sample(self.x_o, shape[0], steps=self.steps, sampler=self.integrator)
-        return theta.unsqueeze(1)
-
-
 def run_score_samplers(budget: int, num_obs: int, num_samples: int, max_epochs: int, task: str) -> dict:
     """One trained ``score`` estimator sampled for one observation by each sampler: the deterministic DDIM
     sampler and Euler-Maruyama on the reverse SDE (n = 1 composes nothing), each at several step counts."""
@@ -675,7 +664,7 @@ def run_score_samplers(budget: int, num_obs: int, num_samples: int, max_epochs: 
         start = time.perf_counter()
         scores, errors = [], []
         for x_o, reference in zip(obs, references):
-            sampler = _ScoreSampler(network, x_o.reshape(1, -1), integrator, steps)
+            sampler = ComposedScoreSampler(network, x_o.reshape(1, -1), steps, "gauss", sampler=integrator)
             posterior = ObservedPosterior(sampler, network.theta_dim, prior_support=problem.prior.support)
             try:
                 scores.append(float(c2st(posterior.sample((num_samples,)), reference)))

@@ -323,16 +323,22 @@ class ScoreNetwork(nn.Module):
 
 
 class ComposedScoreSampler:
-    """Gives the score network's composed-diffusion sampler the ``sample(shape)`` face of a distribution."""
+    """Gives the score network's composed-diffusion sampler the ``sample(shape)`` face of a distribution
+    (``sampler``: "ddim" or "sde" to override ``ScoreNetwork.sample``'s choice of integrator)."""
 
-    def __init__(self, network, x: Tensor, steps: int | None, iid_method: str) -> None:
-        self.network, self.x, self.steps, self.iid_method = network, x, steps, iid_method
+    def __init__(self, network, x: Tensor, steps: int | None, iid_method: str, sampler: str | None = None) -> None:
+        self.network, self.x, self.steps, self.iid_method, self.sampler = network, x, steps, iid_method, sampler
         self.precisions = None
         if iid_method == "gauss" and len(x) > network.group_size:  # estimated once, reused by every rejection round
             self.precisions = network.gauss_precisions(x)
 
     def sample(self, shape: tuple[int]) -> Tensor:
         theta = self.network.sample(
-            self.x, shape[0], steps=self.steps, iid_method=self.iid_method, precisions=self.precisions
+            self.x,
+            shape[0],
+            steps=self.steps,
+            iid_method=self.iid_method,
+            sampler=self.sampler,
+            precisions=self.precisions,
         )
         return theta.unsqueeze(1)
