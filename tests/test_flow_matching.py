@@ -22,7 +22,7 @@ def problem():
 @pytest.fixture(scope="module")
 def trained(problem):
     # looser ODE tolerances than the default keep the card's 50,000 samples quick
-    post = AmortizedPosterior("fmpe", network={"hidden": [64, 64], "atol": 1e-5, "rtol": 1e-4}, **FAST)
+    post = AmortizedPosterior("fmpe", network={"width": 64, "depth": 2, "atol": 1e-5, "rtol": 1e-4}, **FAST)
     return post.fit(problem.prior, problem.simulate, num_simulations=3000)
 
 
@@ -41,7 +41,7 @@ def test_samples_and_densities_match_the_exact_posterior(trained, problem):
 def test_the_density_integrates_to_one():
     torch.manual_seed(0)
     network = FlowMatchingPosterior(
-        2, 2, hidden=(16, 16), time_dim=8, encoder={"width": 8, "layers": 0}, atol=1e-5, rtol=1e-4
+        2, 2, width=16, depth=2, time_dim=8, encoder={"width": 8, "layers": 0}, atol=1e-5, rtol=1e-4
     )
     with torch.no_grad():
         for parameter in network.velocity_net.parameters():  # a field that bends the paths

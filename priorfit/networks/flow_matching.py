@@ -14,13 +14,13 @@ to the solver's tolerance and costs one backward pass per θ dimension per solve
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
 from zuko.distributions import DiagNormal, NormalizingFlow
 from zuko.transforms import FreeFormJacobianTransform
 
 from priorfit.networks.posterior import PosteriorNetwork
-from priorfit.networks.score import _TimeEmbedding
+from priorfit.networks.residual import ResidualFieldNet
 
 __all__ = ["FlowMatchingPosterior"]
 
@@ -28,10 +28,12 @@ SIGMA_MIN = 1e-4  # width of the straight paths at t = 1 (Lipman et al.'s σ_min
 
 
 class FlowMatchingPosterior(PosteriorNetwork):
-    """Set encoder + a velocity MLP on [θ_t, time embedding, set embedding] (``hidden`` widths, GELU).
+    """Set encoder + a residual velocity network (``priorfit.networks.residual.ResidualFieldNet``) on θ_t, the time
+    and the set embedding.
 
-    ``time_frequency``: the highest frequency (rad per unit t) of the sinusoidal time embedding; it bounds how fast
-    the field can change in t and so the adaptive solver's step count (a diffusion model's 1,000 makes
+    ``width``, ``depth``: the velocity network's residual blocks. ``time_frequency``: the highest frequency (rad per
+    unit t) of the sinusoidal time embedding; it bounds how fast the field can change in t and so the adaptive
+    solver's step count (a diffusion model's 1,000 makes
     ``tests/test_flow_matching.py::test_sampling_takes_few_solver_steps`` fail). ``atol``, ``rtol``: the ODE
     solver's tolerances for sampling and densities (zuko's defaults).
     """
@@ -45,7 +47,8 @@ class FlowMatchingPosterior(PosteriorNetwork):
         x_dim: int,
         *,
         encoder: dict | None = None,
-        hidden: tuple[int, ...] = (128, 128, 128),
+        width: int = 100,
+        depth: int = 5,
         time_dim: int = 32,
         time_frequency: float = 30.0,
         atol: float = 1e-6,
@@ -53,18 +56,13 @@ class FlowMatchingPosterior(PosteriorNetwork):
     ) -> None:
         super().__init__(theta_dim, x_dim, encoder)
         self.atol, self.rtol = float(atol), float(rtol)
-        self.time = _TimeEmbedding(time_dim, time_frequency)
-        widths = [theta_dim + time_dim + self.embed_dim, *hidden]
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.GELU()]
-        self.velocity_net = nn.Sequential(*layers, nn.Linear(widths[-1], theta_dim))
+        self.velocity_net = ResidualFieldNet(
+            theta_dim, self.embed_dim, width=width, depth=depth, time_dim=time_dim, time_frequency=time_frequency
+        )
 
     def velocity(self, theta_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         """v(θ_t, t | x) for z-scored θ_t (..., B, Dθ), times t (a scalar or (..., B)) and set embeddings (B, E)."""
-        batch = theta_t.shape[:-1]
-        time = self.time(t.to(theta_t.dtype).expand(batch))
-        return self.velocity_net(torch.cat([theta_t, time, context.expand(*batch, -1)], dim=-1))
+        return self.velocity_net(theta_t, t.to(theta_t.dtype).expand(theta_t.shape[:-1]), context)
 
     def training_loss(self, theta: Tensor, x: Tensor) -> Tensor:
         """The conditional flow-matching loss per row (mean squared velocity error over θ's dimensions)."""

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from priorfit._validation import check_observation_sets
 from priorfit.networks.posterior import Standardizer
+from priorfit.networks.residual import TimeEmbedding
 
 __all__ = ["ComposedScoreSampler", "VPSchedule", "ScoreNetwork"]
 
@@ -42,18 +43,6 @@ class VPSchedule:
 
     def sigma(self, t: Tensor) -> Tensor:
         return (1.0 - self.alpha(t) ** 2).clamp_min(1e-10).sqrt()
-
-
-class _TimeEmbedding(nn.Module):
-    """Sines and cosines of t at ``dim // 2`` frequencies spaced geometrically from 1 to ``max_frequency``."""
-
-    def __init__(self, dim: int, max_frequency: float = 1000.0) -> None:
-        super().__init__()
-        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max_frequency), dim // 2)))
-
-    def forward(self, t: Tensor) -> Tensor:
-        angles = t.unsqueeze(-1) * self.frequencies
-        return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class ScoreNetwork(nn.Module):
@@ -92,7 +81,7 @@ class ScoreNetwork(nn.Module):
         self.theta_dim, self.x_dim, self.null_prob, self.group_size = theta_dim, x_dim, null_prob, group_size
         self.schedule = VPSchedule(beta_min, beta_max)
         self.theta_scaler, self.x_scaler = Standardizer(theta_dim), Standardizer(x_dim)
-        self.time = _TimeEmbedding(embed_dim)
+        self.time = TimeEmbedding(embed_dim)
         self.x_embed = nn.Sequential(nn.Linear(x_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.null = nn.Parameter(torch.zeros(embed_dim))
         if group_size > 1:

@@ -98,7 +98,7 @@ MAKERS = {
     "priorfit.networks.posterior.FlowPosterior": _posterior("priorfit.networks.posterior.FlowPosterior", transforms=2),
     "priorfit.networks.posterior.GMMPosterior": _posterior("priorfit.networks.posterior.GMMPosterior", components=2),
     "priorfit.networks.flow_matching.FlowMatchingPosterior": _posterior(
-        "priorfit.networks.flow_matching.FlowMatchingPosterior", hidden=[16, 16], time_dim=8
+        "priorfit.networks.flow_matching.FlowMatchingPosterior", width=16, depth=2, time_dim=8
     ),
     "priorfit.networks.score.ScoreNetwork": _score,
     "priorfit.networks.ensemble.EnsemblePosterior": _ensemble(),
