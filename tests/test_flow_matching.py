@@ -76,3 +76,14 @@ def test_sampling_takes_few_solver_steps(trained, problem, monkeypatch):
     monkeypatch.setattr(network, "velocity", lambda *args: calls.append(1) or velocity(*args))
     trained.sample(problem.simulate(problem.prior.sample((1,))), 500)
     assert len(calls) < 300, len(calls)
+
+
+def test_training_outlives_the_first_patience_window(problem):
+    # fmpe validates an average of the weights (EMA, decay 0.999) that moves slowly at 5 steps per epoch; a field
+    # that starts at zero kept that average at the zero field, and early stopping ended training one patience
+    # window after the first epoch
+    post = AmortizedPosterior(
+        "fmpe", network={"width": 32, "depth": 2}, max_epochs=30, patience=5, seed=0, progress_bar=False
+    )
+    post.fit(problem.prior, problem.simulate, num_simulations=1000)
+    assert post.epochs_ > 5 + 1
