@@ -28,7 +28,7 @@ from priorfit.networks.sampling import NO_DENSITY, ObservedPosterior, posterior_
 from priorfit.networks.score import ComposedScoreSampler
 from priorfit.priors.truncated import TruncatedPrior
 from priorfit.registry import posterior_kinds
-from priorfit.runs import KeepBestWeights, WarmupEMA, make_logger, quiet_lightning
+from priorfit.runs import KeepBestWeights, make_logger, quiet_lightning
 from priorfit.tasks.posterior import PosteriorTask, SimulationDataModule, SimulationShapes, simulate_budget
 
 TRUNCATION_SAMPLES = 10_000  # posterior draws whose log densities place a truncated round's threshold (as sbi)
@@ -289,7 +289,7 @@ class AmortizedPosterior:
         if self.estimator in AVERAGED:
             # an exponential moving average of the weights smooths the noisy score-matching gradients; Lightning
             # validates with the averaged weights, which KeepBestWeights (listed first) keeps
-            callbacks.append(WarmupEMA(decay=0.999))
+            callbacks.append(pl.callbacks.EMAWeightAveraging(decay=0.999))
         device = check_device(getattr(self, "device", "cpu"))
         started = time.perf_counter()
         with quiet_lightning():

@@ -24,7 +24,6 @@ __all__ = [
     "AtomicCheckpointIO",
     "CheckpointOnSigterm",
     "KeepBestWeights",
-    "WarmupEMA",
     "RUN_SUFFIX",
     "SIGTERM_EXIT_CODE",
     "check_resume_path",
@@ -166,33 +165,6 @@ class KeepBestWeights(pl.Callback):
         if value is not None and float(value) < self.best and not trainer.sanity_checking:
             self.best = float(value)
             self.best_state = copy.deepcopy(pl_module.state_dict())
-
-
-class WarmupEMA(pl.callbacks.WeightAveraging):
-    """An exponential moving average of the weights, updated after every optimizer step, whose decay warms up:
-    min(``decay``, (1 + k) / (10 + k)) after k updates (the warm-up of TensorFlow's ``ExponentialMovingAverage``
-    and diffusers' ``EMAModel``).
-
-    With a fixed decay of 0.999 the average needs ~1,000 steps to leave the initial weights; at 1,000 simulations
-    (5 steps per epoch) that is longer than early stopping's patience, so the validated average lagged the
-    training by hundreds of epochs. Warmed up, it averages roughly the last tenth of training until the cap.
-    """
-
-    def __init__(self, decay: float = 0.999, warmup: float = 10.0) -> None:
-        self.decay, self.warmup = decay, warmup
-        super().__init__(avg_fn=self.average)
-
-    def rate(self, count: int) -> float:
-        """The weight of the average so far in the update after ``count`` updates."""
-        return min(self.decay, (1.0 + count) / (self.warmup + count))
-
-    def average(self, averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
-        """One update of an averaged tensor (``torch.optim.swa_utils.AveragedModel``'s ``avg_fn``)."""
-        rate = self.rate(int(count))
-        return averaged * rate + current * (1.0 - rate)
-
-    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
-        return step_idx is not None
 
 
 def make_logger(kind: str | None, name: str):

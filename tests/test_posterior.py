@@ -14,7 +14,6 @@ from priorfit.checkpoint import load_task
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.posterior import FlowPosterior, GMMPosterior, SetEncoder
 from priorfit.priors.simulators import GaussianLinear, box_uniform
-from priorfit.runs import WarmupEMA
 
 SMALL = {"encoder": {"width": 32, "heads": 2, "layers": 1, "embed_dim": 32}}
 FAST = {"max_epochs": 40, "patience": 10, "batch_size": 50, "lr": 1e-3, "logger": None, "progress_bar": False}
@@ -229,12 +228,3 @@ def test_log_prob_batch_matches_one_set_at_a_time(trained, problem):
     assert trained.log_prob_batch(samples[0], x).shape == (60,)
     with pytest.raises(PriorfitValidationError, match=r"θ must have shape \(60, 2\) or \(S, 60, 2\)"):
         trained.log_prob_batch(samples[:, :5], x)
-
-
-def test_the_weight_average_follows_training_early_and_settles_at_its_decay():
-    ema = WarmupEMA(decay=0.999)
-    assert ema.rate(0) == pytest.approx(0.1)  # the second update already weighs the current weights 0.9
-    assert ema.rate(90) == pytest.approx(0.91)  # about the last tenth of training
-    assert ema.rate(100_000) == 0.999
-    averaged, current = torch.zeros(3), torch.ones(3)
-    assert torch.allclose(ema.average(averaged, current, 0), torch.full((3,), 0.9))
