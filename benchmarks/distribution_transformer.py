@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -57,6 +58,15 @@ N_GRID = list(range(1, 21))
 
 
 BATCH_SIZES = (1, 64, 1024)
+
+
+def checkpoint_label(name_or_path: str) -> str:
+    """A hub name as given; a file as "a local training folder: " and its last four path parts (no absolute path of
+    this machine goes into a committed result)."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        return str(name_or_path)
+    return "a local training folder: " + "/".join(path.parts[-4:])
 
 
 def held_out(prior_family: RandomGMMPrior, count: int, num_obs: int, shift: float, seed: int):
@@ -514,8 +524,10 @@ def main() -> None:
     networks = {2: args.checkpoint_2d, 5: args.checkpoint_5d}
     report: dict = json.loads(args.out.read_text()) if args.keep and args.out.exists() else {"accuracy": {}}
     report.pop("verdict", None)
-    report["checkpoints"] = {**report.get("checkpoints", {}), **{str(d): str(p) for d, p in networks.items() if p}}
+    labels = {str(d): checkpoint_label(p) for d, p in networks.items() if p}
+    report["checkpoints"] = {**report.get("checkpoints", {}), **labels}
     report["torch_threads"] = 1
+    report["load_average_start"] = list(os.getloadavg())  # the machine's load: timings beside other jobs differ
     for dim, path in networks.items():
         if not path:
             continue
@@ -541,7 +553,7 @@ def main() -> None:
                 print("filtering", [round(r["excess_nll"], 3) for r in report["filtering"]["by_step"][::5]])
     if args.checkpoint_gp and "gp" in args.sections:
         task = load_task(args.checkpoint_gp)
-        report["checkpoints"]["gp_predictive"] = str(args.checkpoint_gp)
+        report["checkpoints"]["gp_predictive"] = checkpoint_label(args.checkpoint_gp)
         report["gp_predictive"] = {
             "accuracy": accuracy(task.network, task.prior, args.posteriors),
             "baselines": gp_baseline(task.network, task.prior, 100),
@@ -550,7 +562,7 @@ def main() -> None:
         print("gp baselines", report["gp_predictive"]["baselines"]["by_n"])
     if args.checkpoint_range_bearing and "nonlinear" in args.sections:
         task = load_task(args.checkpoint_range_bearing)
-        report["checkpoints"]["range_bearing"] = str(args.checkpoint_range_bearing)
+        report["checkpoints"]["range_bearing"] = checkpoint_label(args.checkpoint_range_bearing)
         report["nonlinear"] = nonlinear(task.network, task.prior, 200)
         print("nonlinear", [round(r["excess_nll_where_ess_at_least_1000"], 3) for r in report["nonlinear"]["by_n"]])
     accuracy_values = [s[label]["mean_excess_nll_per_dim"] for s in report["accuracy"].values() for label in s]
@@ -580,6 +592,7 @@ def main() -> None:
         if "filtering" in report
         else None,
     }
+    report["load_average_end"] = list(os.getloadavg())
     write_json(report, args.out)
     plot(report, args.out.with_suffix(".png"))
     print(json.dumps(report["verdict"], indent=2))
