@@ -13,6 +13,7 @@ from priorfit import AmortizedPosterior
 from priorfit.checkpoint import load_task
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
 from priorfit.networks.posterior import FlowPosterior, GMMPosterior, SetEncoder
+from priorfit.networks.score import T_MIN, ScoreNetwork
 from priorfit.priors.simulators import GaussianLinear, box_uniform
 
 SMALL = {"encoder": {"width": 32, "heads": 2, "layers": 1, "embed_dim": 32}}
@@ -117,10 +118,13 @@ def test_bad_inputs_get_named_errors(trained):
 
 
 @pytest.mark.slow
-def test_score_estimator_composes_single_observation_scores(problem, tmp_path):
+@pytest.mark.parametrize("field", ["mlp", "residual"])
+def test_score_estimator_composes_single_observation_scores(problem, tmp_path, field):
     """Trained on single observations only; n = 1 matches the exact posterior, n = 5 composes the scores
     (GAUSS by default, Geffner's sum with Langevin correction on request); the weights save and load."""
-    post = AmortizedPosterior("score", sampling_steps=100, **{**FAST, "max_epochs": 150, "patience": 20})
+    post = AmortizedPosterior(
+        "score", network={"field": field}, sampling_steps=100, **{**FAST, "max_epochs": 150, "patience": 20}
+    )
     post.fit(problem.prior, problem.simulate, num_simulations=3000)
     torch.manual_seed(1)
     theta = problem.prior.sample((1,))
@@ -183,6 +187,52 @@ def test_score_estimators_smoke(problem, tmp_path):
     network = grouped._network()
     assert network.embed_observations(torch.zeros(10, 2), 10).shape == (3, network.null.numel())
     assert torch.isfinite(grouped.sample(problem.simulate(problem.prior.sample((1,)).repeat(10, 1)), 50)).all()
+
+
+@pytest.mark.parametrize("field", ["mlp", "residual"])
+def test_per_observation_scores_equal_one_evaluation_per_observation(field):
+    """The K-fold evaluation (θ_t and each observation's part of the first or merge layer computed once, summed
+    by broadcasting, later layers in row blocks) gives what evaluating ε̂ once per observation gives."""
+    torch.manual_seed(0)
+    network = ScoreNetwork(3, 4, field=field)
+    embeddings = network.x_embed(torch.randn(5, 4))
+    shared, paired = torch.randn(7, 3), torch.randn(5, 7, 3)
+    times = torch.full((7,), 0.3)
+    with torch.no_grad():
+        expected_shared = torch.stack([network.eps(shared, times, e.expand(7, -1)) for e in embeddings])
+        expected_paired = torch.stack([network.eps(paired[k], times, embeddings[k].expand(7, -1)) for k in range(5)])
+        assert torch.allclose(network.eps_per_observation(shared, 0.3, embeddings), expected_shared, atol=1e-5)
+        assert torch.allclose(network.eps_per_observation(paired, 0.3, embeddings), expected_paired, atol=1e-5)
+    with pytest.raises(ValueError, match="field must be one of"):
+        ScoreNetwork(3, 4, field="unet")
+
+
+def test_a_residual_field_score_posterior_trains_saves_and_loads(problem, tmp_path):
+    """The score estimator's default ε̂ network is the residual one, written into the checkpoint's configuration,
+    so the file rebuilds the same network; a configuration without "field" (files of the earlier MLP default)
+    builds the MLP."""
+    post = AmortizedPosterior("score", sampling_steps=5, **{**FAST, "max_epochs": 2})
+    post.fit(problem.prior, problem.simulate, num_simulations=300)
+    assert post._network().field_kind == "residual" and post.task_.hparams["network"]["field"] == "residual"
+    assert ScoreNetwork(2, 2).field_kind == "mlp"
+    loaded = priorfit.load(post.save(tmp_path / "residual.safetensors"), prior=problem.prior)
+    assert loaded._network().field_kind == "residual"
+    theta_t, times, embedding = torch.randn(6, 2), torch.rand(6), torch.randn(6, post._network().null.numel())
+    with torch.no_grad():
+        expected = post._network().eps(theta_t, times, embedding)
+        assert torch.equal(loaded._network().eps(theta_t, times, embedding), expected)
+    five = problem.simulate(problem.prior.sample((1,)).repeat(5, 1))
+    assert torch.isfinite(loaded.sample(five, 30)).all()
+
+
+def test_score_training_times_favour_small_times():
+    """Half the training times are log-uniform on [T_MIN, 1]: about 26 % fall below 0.03 (uniform times: 3 %),
+    and all lie in [T_MIN, 1]."""
+    torch.manual_seed(0)
+    times = ScoreNetwork.training_times(200_000)
+    assert times.min() >= T_MIN and times.max() <= 1.0
+    assert abs(float((times < 0.03).float().mean()) - 0.261) < 0.01
+    assert abs(float((times > 0.5).float().mean()) - 0.300) < 0.01
 
 
 def test_score_sampler_defaults_follow_the_number_of_score_terms(problem, monkeypatch):

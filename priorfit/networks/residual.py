@@ -36,6 +36,9 @@ class ResidualFieldNet(nn.Module):
     """f(θ_t, t | c): ``depth`` residual blocks of ``width`` units (GELU) after separate θ_t and c input layers.
 
     ``time_dim``, ``time_frequency``: size and highest frequency (rad per unit t) of the sinusoidal time embedding.
+    ``layer_norm``: post-normalise each block. The score estimator turns it off: its noise prediction must follow
+    the scale of θ_t (ε̂ ≈ θ_t near t = 1), which the normalisation removes; with it, deterministic (DDIM) reverse
+    diffusion drew single-observation posteriors as wide as the prior on a 2-D Gaussian problem.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class ResidualFieldNet(nn.Module):
         depth: int = 5,
         time_dim: int = 32,
         time_frequency: float = 30.0,
+        layer_norm: bool = True,
     ) -> None:
         super().__init__()
         self.time = TimeEmbedding(time_dim, time_frequency)
@@ -55,14 +59,28 @@ class ResidualFieldNet(nn.Module):
         self.merge = nn.Linear(2 * width, width)
         self.time_in = nn.Linear(time_dim, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
-        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+        self.norms = nn.ModuleList((nn.LayerNorm(width) if layer_norm else nn.Identity()) for _ in range(depth))
         self.out = nn.Linear(width, theta_dim)
         self.activation = nn.GELU()
 
     def forward(self, theta_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         """f for θ_t (..., Dθ), times t (...) and conditioning embeddings c (..., C), broadcast against each other."""
-        inputs = torch.cat(torch.broadcast_tensors(self.theta_in(theta_t), self.context_in(context)), dim=-1)
-        hidden = self.activation(self.merge(self.activation(inputs)))
+        theta_part, context_part = self.merge_parts(theta_t, context)
+        return self.from_merged(theta_part + context_part, t)
+
+    def merge_parts(self, theta_t: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        """The merge layer's input, split into its θ_t term (..., W) and its context term (..., W), bias included.
+
+        The merge layer is linear in its two halves, so a caller that pairs many θ_t with many contexts (the score
+        estimator's one term per observation) computes each half once and sums them by broadcasting.
+        """
+        theta_weight, context_weight = self.merge.weight.split(self.theta_in.out_features, dim=1)
+        theta_part = self.activation(self.theta_in(theta_t)) @ theta_weight.T
+        return theta_part, self.activation(self.context_in(context)) @ context_weight.T + self.merge.bias
+
+    def from_merged(self, merged: Tensor, t: Tensor) -> Tensor:
+        """f from the merge layer's output before its activation (..., W) and times t (...) broadcast against it."""
+        hidden = self.activation(merged)
         time = self.time_in(self.time(t))
         for block, norm in zip(self.blocks, self.norms):
             hidden = norm(hidden + self.activation(block(hidden)) + time)
