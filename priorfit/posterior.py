@@ -48,10 +48,6 @@ def default_flow(theta_dim: int) -> dict:
     return {"coupling": True, "transforms": 10 if theta_dim <= 2 else 5, "hidden": [64, 64]}
 
 
-# the score estimator's ε̂ network unless told otherwise, stored in the checkpoint explicitly: files of the earlier MLP
-# default (which lack "field") rebuild as they were trained
-DEFAULT_SCORE_FIELD = {"field": "residual"}
-
 # estimators trained on a noisy regression loss (score matching, flow matching): weights averaged (EMA), no plateau
 AVERAGED = ("score", "fmpe")
 ENSEMBLE = "priorfit.networks.ensemble.EnsemblePosterior"  # the network family of n_ensemble > 1
@@ -271,8 +267,6 @@ class AmortizedPosterior:
         network = {"kind": self.estimator, **self.network_kwargs}
         if self.estimator == "flow" and "passes" not in network and network.get("coupling", True):
             network = {**default_flow(theta.shape[-1]), **network}
-        if self.estimator == "score":
-            network = {**DEFAULT_SCORE_FIELD, **network}
         if x.shape[1] == 1 and self.estimator in ("flow", "gmm", "fmpe"):
             # one observation per θ: attention over a single token is only extra depth, which overfits small
             # simulation budgets

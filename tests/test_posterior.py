@@ -208,10 +208,9 @@ def test_per_observation_scores_equal_one_evaluation_per_observation(field):
 
 
 def test_a_residual_field_score_posterior_trains_saves_and_loads(problem, tmp_path):
-    """The score estimator's default ε̂ network is the residual one, written into the checkpoint's configuration,
-    so the file rebuilds the same network; a configuration without "field" (files of the earlier MLP default)
-    builds the MLP."""
-    post = AmortizedPosterior("score", sampling_steps=5, **{**FAST, "max_epochs": 2})
+    """network={"field": "residual"} is written into the checkpoint's configuration, so the file rebuilds the same
+    network; the default (and a configuration without "field": every earlier file) is the MLP."""
+    post = AmortizedPosterior("score", network={"field": "residual"}, sampling_steps=5, **{**FAST, "max_epochs": 2})
     post.fit(problem.prior, problem.simulate, num_simulations=300)
     assert post._network().field_kind == "residual" and post.task_.hparams["network"]["field"] == "residual"
     assert ScoreNetwork(2, 2).field_kind == "mlp"
