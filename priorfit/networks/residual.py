@@ -2,13 +2,13 @@
 network f(θ_t, t | c) of flow matching (its velocity) and of the score estimator with ``field="residual"``
 (its noise prediction).
 
-In ``ResidualFieldNet`` (the layout of sbi's ``VectorFieldMLP``) θ_t and the conditioning embedding c enter
-through their own linear layers, the time embedding is added inside every residual block, and each block is
-post-normalised (LayerNorm; not in the score estimator, see ``layer_norm``). On posteriors that mix a narrow and a wide component (sbibm's Gaussian mixture) a
-plain MLP on [θ_t, t, c] blurs the two into one and this design does not (``benchmarks/sbi_tasks.py``, the fmpe
-column). Unlike sbi's, its output layer does not start at zero: a zero field keeps the weight average fmpe
-validates (EMA, decay 0.999) at the zero field for hundreds of steps, so early stopping ended 1,000-simulation
-trainings after 20 epochs.
+In ``ResidualFieldNet`` (the layout of sbi's ``VectorFieldMLP``) θ_t and the conditioning embedding c enter through
+their own linear layers, the time embedding is added inside every residual block, and each block is post-normalised
+(LayerNorm; not in the score estimator, see ``layer_norm``). On posteriors that mix a narrow and a wide component
+(sbibm's Gaussian mixture) a plain MLP on [θ_t, t, c] blurs the two into one and this design does not
+(``benchmarks/sbi_tasks.py``, the fmpe column). Unlike sbi's, its output layer does not start at zero: a zero field
+keeps the weight average fmpe validates (EMA, decay 0.999) at the zero field for hundreds of steps, so early
+stopping ended 1,000-simulation trainings after 20 epochs.
 """
 
 from __future__ import annotations
