@@ -224,14 +224,17 @@ def test_a_residual_field_score_posterior_trains_saves_and_loads(problem, tmp_pa
     assert torch.isfinite(loaded.sample(five, 30)).all()
 
 
-def test_score_training_times_favour_small_times():
-    """Half the training times are log-uniform on [T_MIN, 1]: about 26 % fall below 0.03 (uniform times: 3 %),
-    and all lie in [T_MIN, 1]."""
-    torch.manual_seed(0)
-    times = ScoreNetwork.training_times(200_000)
-    assert times.min() >= T_MIN and times.max() <= 1.0
-    assert abs(float((times < 0.03).float().mean()) - 0.261) < 0.01
-    assert abs(float((times > 0.5).float().mean()) - 0.300) < 0.01
+def test_score_training_times_favour_small_times_by_the_share_asked():
+    """With half the training times log-uniform on [T_MIN, 1] about 26 % fall below 0.03 and 30 % above 0.5;
+    with none, 3 % and 50 % (uniform); all lie in [T_MIN, 1]; a share outside [0, 1] is refused."""
+    for share, below, above in ((0.5, 0.261, 0.300), (0.0, 0.029, 0.500)):
+        torch.manual_seed(0)
+        times = ScoreNetwork(2, 2, log_time_share=share).training_times(200_000)
+        assert times.min() >= T_MIN and times.max() <= 1.0
+        assert abs(float((times < 0.03).float().mean()) - below) < 0.01
+        assert abs(float((times > 0.5).float().mean()) - above) < 0.01
+    with pytest.raises(ValueError, match="log_time_share"):
+        ScoreNetwork(2, 2, log_time_share=1.5)
 
 
 def test_score_sampler_defaults_follow_the_number_of_score_terms(problem, monkeypatch):

@@ -28,6 +28,7 @@ __all__ = ["ComposedScoreSampler", "VPSchedule", "ScoreNetwork"]
 
 _BLOCK_ROWS = 4096  # rows per hidden-layer block when evaluating many particles × observations
 T_MIN = 1e-3  # the earliest diffusion time trained on and integrated to
+LOG_TIME_SHARE = 0.0  # the default share of training times drawn log-uniformly (ScoreNetwork.training_times)
 
 
 class VPSchedule:
@@ -64,6 +65,8 @@ class ScoreNetwork(nn.Module):
             paper's partially factorized PF-NPSE: the network learns the score given a group of 1..m
             observations (mean-pooled embeddings and the log group size; train on sets of up to m), and
             sampling composes one term per group of m consecutive observations.
+        log_time_share: the share of training diffusion times drawn log-uniformly on [T_MIN, 1] (denser near
+            0) instead of uniformly (default 0); see ``training_times``.
     """
 
     has_density = False  # declared capability: samples (``sample``) but no tractable log_prob
@@ -82,10 +85,14 @@ class ScoreNetwork(nn.Module):
         beta_min: float = 0.1,
         beta_max: float = 20.0,
         group_size: int = 1,
+        log_time_share: float = LOG_TIME_SHARE,
     ) -> None:
         super().__init__()
         if not isinstance(group_size, int) or group_size < 1:
             raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+        if not 0.0 <= log_time_share <= 1.0:
+            raise ValueError(f"log_time_share must lie in [0, 1], got {log_time_share!r}")
+        self.log_time_share = float(log_time_share)
         if field not in FIELDS:
             raise ValueError(f"field must be one of {sorted(FIELDS)}, got {field!r}")
         hidden = FIELDS[field][0] if hidden is None else hidden
@@ -155,18 +162,20 @@ class ScoreNetwork(nn.Module):
         embedding = torch.where(hide, self.null.expand_as(embedding), embedding)
         return (self.eps(theta_t, t, embedding) - noise).pow(2).sum(-1)
 
-    @staticmethod
-    def training_times(count: int, device: torch.device | None = None) -> Tensor:
-        """Diffusion times for the loss: half uniform on [T_MIN, 1], half log-uniform (a quarter of all below 0.03).
+    def training_times(self, count: int, device: torch.device | None = None) -> Tensor:
+        """Diffusion times for the loss: uniform on [T_MIN, 1], a share ``log_time_share`` of them log-uniform.
 
         The noise-prediction loss weighs a score error at time t by σ_t², so with uniform times the small-t
         scores that draw a narrow posterior's fine structure (two moons' crescents) are barely trained; sampling
-        more small times moves the weight there (C2ST on two moons at 10,000 simulations: see
-        ``benchmarks/results/sbi_tasks_score_two_moons_10k.json``).
+        more small times moves the weight there, and away from the larger times the composition of many
+        observations leans on: a share of 0.5 helped two moons and cost the composed 10-D Gaussian-linear
+        posterior at n = 10 (README, "the score estimator's training times"), so the default stays uniform.
         """
         uniform = torch.rand(count, device=device) * (1.0 - T_MIN) + T_MIN
+        if self.log_time_share == 0.0:
+            return uniform
         log_uniform = torch.exp(torch.rand(count, device=device) * math.log(T_MIN))
-        return torch.where(torch.rand(count, device=device) < 0.5, log_uniform, uniform)
+        return torch.where(torch.rand(count, device=device) < self.log_time_share, log_uniform, uniform)
 
     def training_loss(self, theta: Tensor, x: Tensor) -> Tensor:
         """The task's loss for sets x (B, n, Dx), NaN rows padding. ``group_size`` 1: every (θ, observation)
