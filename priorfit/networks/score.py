@@ -169,7 +169,7 @@ class ScoreNetwork(nn.Module):
         scores that draw a narrow posterior's fine structure (two moons' crescents) are barely trained; sampling
         more small times moves the weight there, and away from the larger times the composition of many
         observations leans on: a share of 0.5 helped two moons and cost the composed 10-D Gaussian-linear
-        posterior at n = 10 (README, "the score estimator's training times"), so the default stays uniform.
+        posterior at n = 10 (the README's sbi-task table and its notes), so the default stays uniform.
         """
         uniform = torch.rand(count, device=device) * (1.0 - T_MIN) + T_MIN
         if self.log_time_share == 0.0:
