@@ -453,7 +453,8 @@ class AmortizedPosterior:
         """Write the trained network as a priorfit safetensors checkpoint (atomic); ``load`` reads it back.
 
         Replaces an earlier priorfit checkpoint at ``path``; any other existing file is refused unless
-        ``overwrite=True``.
+        ``overwrite=True``. Sampling options (``sampling_steps``, ``iid_method``) are not stored: the loaded
+        posterior starts from their defaults; set them on it again.
         """
         from priorfit.checkpoint import export_checkpoint
 
