@@ -28,7 +28,6 @@ __all__ = ["ComposedScoreSampler", "VPSchedule", "ScoreNetwork"]
 
 _BLOCK_ROWS = 4096  # rows per hidden-layer block when evaluating many particles × observations
 T_MIN = 1e-3  # the earliest diffusion time trained on and integrated to
-LOG_TIME_SHARE = 0.0  # the default share of training times drawn log-uniformly (ScoreNetwork.training_times)
 
 
 class VPSchedule:
@@ -85,7 +84,7 @@ class ScoreNetwork(nn.Module):
         beta_min: float = 0.1,
         beta_max: float = 20.0,
         group_size: int = 1,
-        log_time_share: float = LOG_TIME_SHARE,
+        log_time_share: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(group_size, int) or group_size < 1:
