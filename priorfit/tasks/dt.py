@@ -12,7 +12,13 @@ from priorfit.domain import TrainingDomain
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build
-from priorfit.tasks.common import adamw_warmup_cosine, build_network, check_optimizer_settings, plain_config
+from priorfit.tasks.common import (
+    adamw_warmup_cosine,
+    build_network,
+    check_optimizer_settings,
+    logs_this_step,
+    plain_config,
+)
 
 __all__ = ["DTTask"]
 
@@ -90,7 +96,8 @@ class DTTask(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = -self(batch).log_prob(batch.theta).mean()
-        self.log("train/nll", loss, prog_bar=True, batch_size=batch.batch_size)
+        if logs_this_step(self):
+            self.log("train/nll", loss, prog_bar=True, batch_size=batch.batch_size)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

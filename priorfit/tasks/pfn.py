@@ -19,7 +19,14 @@ from priorfit.networks.modes import evaluating
 from priorfit.networks.transformer import ContextCache, PFNTransformer
 from priorfit.priors.base import Batch
 from priorfit.registry import build, check_config, check_size
-from priorfit.tasks.common import adamw_warmup_cosine, build_network, check_optimizer_settings, plain_config, probe
+from priorfit.tasks.common import (
+    adamw_warmup_cosine,
+    build_network,
+    check_optimizer_settings,
+    logs_this_step,
+    plain_config,
+    probe,
+)
 
 __all__ = ["PFNTask", "ConditionedPredictive"]
 
@@ -209,7 +216,8 @@ class PFNTask(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self.query_nll(batch).mean()
-        self.log("train/nll", loss, prog_bar=True, batch_size=batch.batch_size)
+        if logs_this_step(self):
+            self.log("train/nll", loss, prog_bar=True, batch_size=batch.batch_size)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

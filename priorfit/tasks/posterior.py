@@ -16,7 +16,7 @@ from priorfit.errors import InvalidHyperparameterError
 from priorfit.networks.losses import fisher_penalty
 from priorfit.priors.base import Batch
 from priorfit.registry import build, posterior_kinds
-from priorfit.tasks.common import build_network, check_optimizer_settings, plain_config, probe
+from priorfit.tasks.common import build_network, check_optimizer_settings, logs_this_step, plain_config, probe
 
 __all__ = ["PosteriorTask", "SimulationDataModule", "SimulationShapes", "simulate_budget"]
 
@@ -158,11 +158,14 @@ class PosteriorTask(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         theta, x = self._unpack(batch)
         loss = self.loss(theta, x).mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(theta))
+        logs = logs_this_step(self)
+        if logs:
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(theta))
         weight = self.hparams.get("fisher_weight", 0.0)
         if weight:
             penalty = fisher_penalty(self.network, x, num_samples=self.hparams.get("fisher_samples", 1)).mean()
-            self.log("train/fisher_trace", penalty, batch_size=len(theta))
+            if logs:
+                self.log("train/fisher_trace", penalty, batch_size=len(theta))
             loss = loss + weight * penalty
         return loss
 

@@ -1,3 +1,4 @@
+import csv
 import math
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from hydra.utils import instantiate
 from priorfit.checkpoint import load_task
 from priorfit.errors import CheckpointError
 from priorfit.train import build, train
-from tests.helpers import TINY_NETWORK, compose_config
+from tests.helpers import TINY_NETWORK, TINY_POSTERIOR, compose_config, train_briefly
 
 # NLL of the prior predictive N(0, outputscale + noise) of the gp_rbf prior: what a model that ignores the context gets
 PRIOR_PREDICTIVE_NLL = 0.5 * math.log(2 * math.pi * math.e * 1.05)
@@ -148,3 +149,44 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
                 ["trainer.max_steps=1", f"init_from={first['model_file']}", *common, "network.d_model=64"],
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("experiment", "metric", "task_class"),
+    [
+        ([*TINY_NETWORK, "trainer.val_check_interval=100"], "train/nll", "priorfit.tasks.pfn.PFNTask"),
+        (["experiment=sbi_two_moons", *TINY_POSTERIOR], "train/loss", "priorfit.tasks.posterior.PosteriorTask"),
+        (
+            ["experiment=dt_linear_gaussian_2d_message_small", "trainer.val_check_interval=100"],
+            "train/nll",
+            "priorfit.tasks.dt.DTTask",
+        ),
+    ],
+    ids=["pfn", "posterior", "dt"],
+)
+def test_training_steps_log_only_the_steps_the_logger_writes(tmp_path, monkeypatch, experiment, metric, task_class):
+    module_name, class_name = task_class.rsplit(".", 1)
+    task_type = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+    calls = []
+    original_log = task_type.log
+
+    def counting_log(self, name, *args, **kwargs):
+        calls.append(name)
+        return original_log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(task_type, "log", counting_log)
+    overrides = ["logger=csv", "trainer.log_every_n_steps=3", "trainer.max_steps=10", "callbacks=none"]
+    objects = train_briefly(tmp_path, [*experiment, *overrides])
+    with open(Path(objects["trainer"].logger.log_dir) / "metrics.csv") as handle:
+        written = [int(row["step"]) for row in csv.DictReader(handle) if row.get(metric)]
+    assert written == [2, 5, 8]  # Lightning writes the steps whose count is a multiple of log_every_n_steps
+    assert calls.count(metric) == 3  # and self.log (~3 ms a call) ran on those steps only
+
+
+@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", False)])
+def test_adamw_is_fused_where_lightning_can_clip_its_gradients(tmp_path, precision, fused):
+    # Lightning's mixed-precision plugin refuses to clip a fused optimizer's gradients; the run must still train
+    overrides = [*TINY_NETWORK, "trainer.max_steps=3", "trainer.val_check_interval=3", "callbacks=none"]
+    objects = train_briefly(tmp_path, [*overrides, f"trainer.precision={precision}", "trainer.gradient_clip_val=1.0"])
+    assert objects["trainer"].global_step == 3
+    assert objects["trainer"].optimizers[0].defaults["fused"] is fused
