@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 
 from priorfit.checkpoint import load_task
 from priorfit.errors import CheckpointError
+from priorfit.tasks import DTTask, PFNTask, PosteriorTask
 from priorfit.train import build, train
 from tests.helpers import TINY_NETWORK, TINY_POSTERIOR, compose_config, train_briefly
 
@@ -152,21 +153,15 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_weights(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("experiment", "metric", "task_class"),
+    ("experiment", "metric", "task_type"),
     [
-        ([*TINY_NETWORK, "trainer.val_check_interval=100"], "train/nll", "priorfit.tasks.pfn.PFNTask"),
-        (["experiment=sbi_two_moons", *TINY_POSTERIOR], "train/loss", "priorfit.tasks.posterior.PosteriorTask"),
-        (
-            ["experiment=dt_linear_gaussian_2d_message_small", "trainer.val_check_interval=100"],
-            "train/nll",
-            "priorfit.tasks.dt.DTTask",
-        ),
+        ([*TINY_NETWORK, "trainer.val_check_interval=100"], "train/nll", PFNTask),
+        (["experiment=sbi_two_moons", *TINY_POSTERIOR], "train/loss", PosteriorTask),
+        (["experiment=dt_linear_gaussian_2d_message_small", "trainer.val_check_interval=100"], "train/nll", DTTask),
     ],
     ids=["pfn", "posterior", "dt"],
 )
-def test_training_steps_log_only_the_steps_the_logger_writes(tmp_path, monkeypatch, experiment, metric, task_class):
-    module_name, class_name = task_class.rsplit(".", 1)
-    task_type = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+def test_training_steps_log_only_the_steps_the_logger_writes(tmp_path, monkeypatch, experiment, metric, task_type):
     calls = []
     original_log = task_type.log
 
