@@ -32,23 +32,28 @@ def borders_from_samples(samples: Tensor, num_buckets: int) -> Tensor:
 
 class _BucketNLL(torch.autograd.Function):
     """-log softmax(logits)[index] per row, as ``torch.nn.functional.cross_entropy(..., reduction="none")``, with
-    a backward of two passes over the logits (softmax, then scaled) where cross-entropy's zero-fills, scatters and
-    re-reads a stored log-softmax (the largest non-matmul cost of a PFN training step with 1,000 buckets). The
-    backward is made of differentiable ops, so gradients of gradients still work. Half-precision logits (bf16
-    autocast) are summed in float32, as autocast runs cross-entropy; the gradient comes back in their dtype."""
+    a backward that reuses the forward's log-softmax (one exponential and a scale in place) where cross-entropy's
+    zero-fills, scatters and re-reads it (the largest non-matmul cost of a PFN training step with 1,000 buckets).
+    When a graph of the gradient is built (``create_graph``), the backward recomputes the softmax from the logits
+    with differentiable ops, so gradients of gradients still work. Half-precision logits (bf16 autocast) are summed
+    in float32, as autocast runs cross-entropy; the gradient comes back in their dtype."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(logits, index)
         wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
         # log_softmax is one fused pass; logsumexp takes twice its time on CPU
-        return -torch.log_softmax(wide, -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        log_probs = torch.log_softmax(wide, -1)
+        ctx.save_for_backward(logits, index, log_probs)
+        return -log_probs.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        logits, index = ctx.saved_tensors
-        wide = logits.to(torch.promote_types(logits.dtype, grad.dtype))
-        grad_logits = torch.softmax(wide, -1) * grad.unsqueeze(-1)
+        logits, index, log_probs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: softmax of the logits, so the graph reaches them
+            probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, grad.dtype)), -1)
+        else:  # the saved log-softmax is not part of any graph; its exponential is a fresh tensor to scale in place
+            probs = torch.exp(log_probs.to(torch.promote_types(log_probs.dtype, grad.dtype)))
+        grad_logits = probs.mul_(grad.unsqueeze(-1)) if not probs.requires_grad else probs * grad.unsqueeze(-1)
         grad_logits = grad_logits.scatter_add_(-1, index.unsqueeze(-1), -grad.unsqueeze(-1))
         return grad_logits.to(logits.dtype), None
 
