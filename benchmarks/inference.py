@@ -14,6 +14,12 @@ on ``sys.path``); "now" is this checkout. Sections:
   ``predictive`` of the queries in 10 batches of 100;
 - ``curves``: 1,000 learning curves (10 observed epochs each) fitted and extrapolated in one call.
 
+The tabular section also records the classifier's floor: the multiply-adds its queries need whatever the code
+(each query row of each member through every layer, attending to the whole context, and the decoder; counted from
+the network's shape), the machine's float32 rate on a 1,024³ matrix product in the same run, and so the seconds
+those products would take at that rate and the largest speedup over "before" that any implementation of the same
+arithmetic could reach on this machine.
+
     python benchmarks/inference.py                    # all sections -> benchmarks/results/inference.{json,png}
     python benchmarks/inference.py --queries 20000    # a quicker tabular section
 """
@@ -27,6 +33,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
@@ -109,6 +116,51 @@ def before_checkout(folder: Path) -> Path:
     return folder
 
 
+def query_multiply_adds(network, num_context: int) -> int:
+    """Multiply-adds of one query row through a ``PFNTransformer`` whose context is ``num_context`` rows: per layer
+    the query projection, attention scores and weighted values over the context, output projection and MLP; then
+    the decoder (the context's own pass is paid once per fit and left out)."""
+    per_layer = 0
+    for layer in network.layers:
+        d_model, d_ff = layer.to_q.in_features, layer.ff[0].out_features
+        per_layer += 2 * d_model * d_model + 2 * num_context * d_model + 2 * d_model * d_ff
+    first, last = network.decoder[0], network.decoder[-1]
+    encoder = network.x_encoder.in_features * network.x_encoder.out_features
+    return encoder + per_layer + first.in_features * first.out_features + last.in_features * last.out_features
+
+
+def classifier_floor(queries: int, before_seconds: float) -> dict:
+    """The classifier's query arithmetic and the seconds it takes at this machine's matrix-product rate."""
+    import numpy as np
+    import torch
+
+    import priorfit
+
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 8))
+    model = priorfit.PFNClassifier().fit(X, (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1))
+    members, num_context = model.context_x_.shape[:2]
+    flops = 2 * query_multiply_adds(model.model_.network, num_context) * members * queries
+    size, repeats = 1024, 20
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    gflops = 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    floor_seconds = flops / (gflops * 1e9)
+    return {
+        "members": members,
+        "context_rows": num_context,
+        "query_flops": flops,
+        "gemm_1024_gflops": gflops,
+        "seconds_at_gemm_rate": floor_seconds,
+        "largest_speedup_over_before": before_seconds / floor_seconds,
+    }
+
+
 def tabular(before: Path, queries: int, work: Path) -> dict:
     import numpy as np
 
@@ -131,7 +183,9 @@ def tabular(before: Path, queries: int, work: Path) -> dict:
             "speedup": runs["before"]["seconds"] / runs["now"]["seconds"],
             "max_abs_prediction_difference": float(difference),
         }
-    return {"table_rows": 1000, "features": 8, "members": 8, "queries": queries, "models": rows}
+    floor = classifier_floor(queries, rows["classifier"]["before"]["seconds"])
+    print("classifier floor", floor, flush=True)
+    return {"table_rows": 1000, "features": 8, "members": 8, "queries": queries, "models": rows, "floor": floor}
 
 
 def gp(before: Path) -> dict:

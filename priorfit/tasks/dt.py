@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from priorfit._allocator import keep_freed_memory
 from priorfit.domain import TrainingDomain
 from priorfit.networks.distribution_transformer import DistributionTransformer
 from priorfit.priors.base import Batch
@@ -84,6 +85,7 @@ class DTTask(pl.LightningModule):
         self.card = None  # its calibration card (priorfit.card), set when evaluated or loaded
 
     def on_fit_start(self) -> None:
+        keep_freed_memory()  # a training step reuses its large blocks instead of faulting them in again
         datamodule = getattr(self.trainer, "datamodule", None)
         if not self.hparams.get("domain") and hasattr(datamodule, "max_context"):  # stored in the checkpoint
             self.hparams["domain"] = {"num_observations": [datamodule.min_context, datamodule.max_context]}

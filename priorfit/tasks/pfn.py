@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from priorfit._allocator import keep_freed_memory
 from priorfit._validation import check_float
 from priorfit.domain import TrainingDomain
 from priorfit.errors import InvalidHyperparameterError, PriorfitValidationError
@@ -131,6 +132,7 @@ class PFNTask(pl.LightningModule):
         self.card = None  # its calibration card (priorfit.card), set when evaluated or loaded
 
     def on_fit_start(self) -> None:
+        keep_freed_memory()  # a training step reuses its large blocks instead of faulting them in again
         datamodule = getattr(self.trainer, "datamodule", None)
         if not self.hparams.get("domain") and hasattr(datamodule, "max_context"):  # stored in the checkpoint
             self.hparams["domain"] = {"num_context": [datamodule.min_context, datamodule.max_context]}

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
+from priorfit._allocator import keep_freed_memory
 from priorfit._validation import check_float, check_int
 from priorfit.domain import TrainingDomain, domain_of_simulations
 from priorfit.errors import InvalidHyperparameterError
@@ -120,6 +121,7 @@ class PosteriorTask(pl.LightningModule):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def on_fit_start(self) -> None:
+        keep_freed_memory()  # a training step reuses its large blocks instead of faulting them in again
         has_domain = bool(self.hparams.get("domain"))
         if bool(self.standardized) and has_domain:
             return  # resumed or fine-tuned: keep the statistics the weights were trained with
