@@ -9,6 +9,11 @@ tools, in the opposite order every other round, so load on the machine hits both
 recorded before each window. pfns' own default shape (attention between features as well, 1.08 M parameters)
 is a second, labelled row when ``--per-feature`` is given.
 
+Two more priorfit rows on request, in the same alternation: ``--plain-loop`` steps the same task, batches, AdamW,
+schedule and clipping in a plain Python loop without Lightning (the floor a training framework can approach), and
+``--allocator-variant`` runs priorfit with glibc's default allocator (``PRIORFIT_ALLOCATOR=default``: freed blocks
+go back to the OS at every step, as before priorfit kept them; priorfit/_allocator.py).
+
     python benchmarks/train_race.py --pfns-python PFNS_VENV/bin/python [--rounds 5] [--steps 150] [--threads 2]
 
 ``PFNS_VENV`` is a virtual environment with ``pfns==0.4.2`` and priorfit installed. Writes
@@ -35,19 +40,32 @@ BATCH_SIZE = 64
 STEADY_FROM = 10  # as pfns_reference.STEADY_FROM
 
 
-def priorfit_window(steps: int, threads: int) -> dict:
-    """Steady seconds per step of ``Trainer.fit`` on ``experiment=gp_rbf_1d`` (run in a fresh process)."""
-    from train_step_profile import lightning_step
+def priorfit_window(steps: int, threads: int, plain_loop: bool) -> dict:
+    """Steady seconds per step of ``Trainer.fit`` on ``experiment=gp_rbf_1d`` (run in a fresh process), or of the
+    same training in a plain loop."""
+    from train_step_profile import lightning_step, plain_loop_step
 
     torch.set_num_threads(threads)
-    seconds, parameters = lightning_step(steps, skip=STEADY_FROM)
+    window = plain_loop_step if plain_loop else lightning_step
+    seconds, parameters = window(steps, skip=STEADY_FROM)
     return {"steady_seconds_per_step": seconds, "parameters": parameters, "threads": torch.get_num_threads()}
 
 
+PRIORFIT_TOOLS = {  # tool: (plain loop, environment)
+    "priorfit": (False, {}),
+    "priorfit_plain_loop": (True, {}),
+    "priorfit_glibc_default": (False, {"PRIORFIT_ALLOCATOR": "default"}),
+}
+
+
 def run_window(tool: str, args: argparse.Namespace) -> dict:
-    if tool == "priorfit":
+    if tool in PRIORFIT_TOOLS:
+        plain_loop, environment = PRIORFIT_TOOLS[tool]
         command = [sys.executable, __file__, "--window", str(args.steps), "--threads", str(args.threads)]
-        done = subprocess.run(command, capture_output=True, text=True)
+        if plain_loop:
+            command.append("--plain-loop")
+        env = {key: value for key, value in os.environ.items() if key != "PRIORFIT_ALLOCATOR"}
+        done = subprocess.run(command, capture_output=True, text=True, env={**env, **environment})
         if done.returncode:
             raise RuntimeError(f"priorfit window failed:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -76,16 +94,19 @@ def summarize(windows: list[dict], tools: list[str]) -> dict:
             "datasets_per_second_windows": rates,
             "parameters": next(w["parameters"] for w in windows if w["tool"] == tool),
         }
-    # per round, the ratio of the two windows run next to each other
+    # per round, the ratio of windows run next to each other: priorfit over each pfns row, and each other priorfit
+    # row over classic pfns
+    pairs = [("priorfit", other) for other in tools if other.startswith("pfns")]
+    pairs += [(ours, "pfns_classic") for ours in tools if ours in PRIORFIT_TOOLS and ours != "priorfit"]
     rounds = sorted({w["round"] for w in windows})
-    for other in tools[1:]:
-        ratios = []
-        for r in rounds:
-            ours = next(w for w in windows if w["round"] == r and w["tool"] == "priorfit")
-            theirs = next(w for w in windows if w["round"] == r and w["tool"] == other)
-            ratios.append(theirs["steady_seconds_per_step"] / ours["steady_seconds_per_step"])
-        summary[f"priorfit_over_{other}"] = {"median": statistics.median(ratios), "per_round": ratios}
+    for ours, theirs in pairs:
+        ratios = [_seconds(windows, r, theirs) / _seconds(windows, r, ours) for r in rounds]
+        summary[f"{ours}_over_{theirs}"] = {"median": statistics.median(ratios), "per_round": ratios}
     return summary
+
+
+def _seconds(windows: list[dict], round_index: int, tool: str) -> float:
+    return next(w for w in windows if w["round"] == round_index and w["tool"] == tool)["steady_seconds_per_step"]
 
 
 def plot(report: dict, path: Path) -> None:
@@ -95,7 +116,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tools = report["tools"]
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(1.6 * len(tools) + 2, 3.8))
     for i, tool in enumerate(tools):
         rates = report["summary"][tool]["datasets_per_second_windows"]
         ax.scatter([i] * len(rates), rates, color=f"C{i}", alpha=0.7)
@@ -106,6 +127,8 @@ def plot(report: dict, path: Path) -> None:
         "priorfit": "priorfit",
         "pfns_classic": "pfns 0.4.2\nclassic shape",
         "pfns_per_feature": "pfns 0.4.2\nper-feature (default)",
+        "priorfit_plain_loop": "priorfit model,\nplain loop",
+        "priorfit_glibc_default": "priorfit,\nglibc default",
     }
     ax.set_xticks(range(len(tools)), [labels[t] for t in tools])
     ax.set_xlim(-0.5, len(tools) - 0.3)
@@ -123,15 +146,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="training steps per window")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--per-feature", action="store_true", help="also race pfns' default per-feature shape")
+    parser.add_argument("--plain-loop", action="store_true", help="also the same training in a plain loop")
+    parser.add_argument("--allocator-variant", action="store_true", help="also priorfit with glibc's default")
     parser.add_argument("--out", type=Path, default=RESULTS / "train_race.json")
     parser.add_argument("--window", type=int, help=argparse.SUPPRESS)  # internal: one priorfit window
     args = parser.parse_args()
     if args.window:
-        print(json.dumps(priorfit_window(args.window, args.threads)))
+        print(json.dumps(priorfit_window(args.window, args.threads, args.plain_loop)))
         return
     if not args.pfns_python:
         parser.error("give --pfns-python (a virtual environment with pfns==0.4.2 and priorfit installed)")
-    tools = ["priorfit", "pfns_classic", *(["pfns_per_feature"] if args.per_feature else [])]
+    tools = [
+        "priorfit",
+        "pfns_classic",
+        *(["priorfit_plain_loop"] if args.plain_loop else []),
+        *(["priorfit_glibc_default"] if args.allocator_variant else []),
+        *(["pfns_per_feature"] if args.per_feature else []),
+    ]
     windows = []
     for round_index in range(args.rounds):
         order = tools if round_index % 2 == 0 else tools[::-1]

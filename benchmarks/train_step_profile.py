@@ -29,6 +29,8 @@ from _results import write_json  # benchmarks/ is on sys.path when a script runs
 from gp_exact_gap import compose
 from hydra.utils import instantiate
 
+from priorfit._allocator import keep_freed_memory
+from priorfit.tasks.common import warmup_cosine
 from priorfit.train import build
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -61,6 +63,34 @@ def hand_loop(steps: int, fused: bool) -> dict:
     per_step = {part: seconds / steps for part, seconds in totals.items()}
     per_step["total"] = sum(per_step.values())
     return per_step
+
+
+def plain_loop_step(steps: int, skip: int = 5) -> tuple[float, int]:
+    """Seconds per step of the same training without Lightning: what ``Trainer.fit`` does each step (the task's
+    AdamW settings, its warm-up/cosine schedule, gradient clipping at 1.0, freed memory kept as at fit start),
+    written as a plain loop and timed from step ``skip``. The floor a training framework can approach."""
+    with tempfile.TemporaryDirectory() as folder:
+        task, datamodule = build(compose(["logger=none", "callbacks=none"], Path(folder)))
+    keep_freed_memory()
+    task.train()
+    hp = task.hparams
+    optimizer = torch.optim.AdamW(
+        task.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas), fused=True
+    )
+    total = steps + skip
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, total, hp.min_lr_ratio)
+    )
+    stream = iter(datamodule.train_dataloader())
+    for step in range(total):
+        if step == skip:
+            started = time.perf_counter()
+        task.query_nll(next(stream)).mean().backward()
+        torch.nn.utils.clip_grad_norm_(task.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    return (time.perf_counter() - started) / steps, sum(p.numel() for p in task.network.parameters())
 
 
 class _StepClock(pl.Callback):
