@@ -8,7 +8,8 @@ on ``sys.path``); "now" is this checkout. Sections:
 - ``tabular``: ``PFNClassifier`` and ``PFNRegressor`` (8 members, bundled checkpoints) fitted on a 1,000-row,
   8-feature table, then ``predict_proba`` / ``predict`` of Q query rows (the regressor at most 20,000: before
   the cache it held every member's bucket logits for all queries, 20 GB at 100,000); the predictions of both
-  versions are compared;
+  versions are compared (the regressor's point predictions differ by design since commit 4f8b5f5, which bounds the
+  tail buckets' means, so its row compares time and memory);
 - ``gp``: ``pfn-gp-1d`` given 1,000 / 5,000 / 10,000 context points answers 1,000 queries: one ``predictive``
   call before and now (now it runs through the cache, attention in row blocks), and ``condition`` once +
   ``predictive`` of the queries in 10 batches of 100;

@@ -2,9 +2,10 @@
 
 A PFN training step allocates the same large tensors every time (a 64 × 45 × 1,000-bucket logit block is 11 MB).
 glibc serves allocations that large with a fresh ``mmap`` and returns them with ``munmap`` when freed, so the next
-step faults every page in again and the kernel zeroes it: about 4 % of a step of the benchmark model on this
-project's 2-core CPU (``benchmarks/results/train_race.json``). Raising glibc's mmap and trim thresholds keeps
-those blocks in the heap for reuse, as the jemalloc / tcmalloc that PyTorch's CPU tuning guide recommends do.
+step faults every page in again and the kernel zeroes it. Raising glibc's mmap and trim thresholds keeps those
+blocks in the heap for reuse, as the jemalloc / tcmalloc that PyTorch's CPU tuning guide recommends do. The gain
+on the benchmark model is small: ``benchmarks/train_race.py --allocator-variant`` races priorfit with and without
+it against pfns (``benchmarks/results/train_race.json``).
 
 The setting is process-wide and stays after training (glibc has no way back to its adaptive default), so it is
 applied when a priorfit task starts fitting, not at import. ``PRIORFIT_ALLOCATOR=default`` leaves glibc alone, as
