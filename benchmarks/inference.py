@@ -34,7 +34,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _results import save_figure, write_json  # benchmarks/ is on sys.path when a script runs
@@ -134,6 +133,7 @@ def classifier_floor(queries: int, before_seconds: float) -> dict:
     """The classifier's query arithmetic and the seconds it takes at this machine's matrix-product rate."""
     import numpy as np
     import torch
+    from train_step_profile import gemm_gflops
 
     import priorfit
 
@@ -143,14 +143,7 @@ def classifier_floor(queries: int, before_seconds: float) -> dict:
     model = priorfit.PFNClassifier().fit(X, (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1))
     members, num_context = model.context_x_.shape[:2]
     flops = 2 * query_multiply_adds(model.model_.network, num_context) * members * queries
-    size, repeats = 1024, 20
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    gflops = 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    gflops = gemm_gflops()
     floor_seconds = flops / (gflops * 1e9)
     return {
         "members": members,

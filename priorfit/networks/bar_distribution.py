@@ -50,10 +50,11 @@ class _BucketNLL(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         logits, index, log_probs = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: softmax of the logits, so the graph reaches them
-            probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, grad.dtype)), -1)
+            wide = logits.to(torch.promote_types(logits.dtype, grad.dtype))
+            grad_logits = torch.softmax(wide, -1) * grad.unsqueeze(-1)
         else:  # the saved log-softmax is not part of any graph; its exponential is a fresh tensor to scale in place
-            probs = torch.exp(log_probs.to(torch.promote_types(log_probs.dtype, grad.dtype)))
-        grad_logits = probs.mul_(grad.unsqueeze(-1)) if not probs.requires_grad else probs * grad.unsqueeze(-1)
+            wide = log_probs.to(torch.promote_types(log_probs.dtype, grad.dtype))
+            grad_logits = torch.exp(wide).mul_(grad.unsqueeze(-1))
         grad_logits = grad_logits.scatter_add_(-1, index.unsqueeze(-1), -grad.unsqueeze(-1))
         return grad_logits.to(logits.dtype), None
 
